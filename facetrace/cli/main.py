@@ -1,0 +1,258 @@
+"""The ``facetrace`` command. Every command takes ``--json``; errors are one line on stderr."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from facetrace.cli.output import console, emit_json, fail, progress_bar
+from facetrace.config import Settings, get_settings
+from facetrace.errors import FacetraceError
+
+app = typer.Typer(
+    help="facetrace: face identification for humanitarian identification.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+person_app = typer.Typer(help="List, show and erase enrolled persons.", no_args_is_help=True)
+index_app = typer.Typer(help="Maintain the vector index.", no_args_is_help=True)
+app.add_typer(person_app, name="person")
+app.add_typer(index_app, name="index")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+
+@app.callback()
+def main(
+    home: Annotated[
+        Path | None, typer.Option(help="Data home (default: $FACETRACE_HOME or a per-user folder).")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log more.")] = False,
+) -> None:
+    if home is not None:
+        os.environ["FACETRACE_HOME"] = str(home)
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _settings() -> Settings:
+    return get_settings()
+
+
+def _gallery() -> Any:
+    from facetrace.gallery import Gallery
+
+    return Gallery(_settings())
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise FacetraceError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise FacetraceError(f"{path}: is a folder, not a file") from None
+    except OSError as exc:
+        raise FacetraceError(f"{path}: cannot read ({exc.strerror})") from None
+
+
+@app.command()
+def init(json_out: JsonOpt = False) -> None:
+    """Create the data home and its database."""
+    gallery = _gallery()
+    info = {"home": str(gallery.settings.home), "database": gallery.db.safe_url, "model_id": gallery.model_id}
+    if json_out:
+        emit_json(info)
+    else:
+        console.print(f"facetrace home ready at {info['home']}")
+
+
+@app.command()
+def enroll(
+    folder: Annotated[Path | None, typer.Argument(help="Folder in IDENTITY/IMAGE layout.")] = None,
+    manifest: Annotated[Path | None, typer.Option(help="CSV manifest instead of a folder.")] = None,
+    source: Annotated[str | None, typer.Option(help="Provenance: where the photos come from (folder import).")] = None,
+    legal_basis: Annotated[str | None, typer.Option(help="Legal basis for holding them (folder import).")] = None,
+    workers: Annotated[int, typer.Option(help="Processes (0 = every core).")] = 0,
+    json_out: JsonOpt = False,
+) -> None:
+    """Enroll reference photos. Idempotent and resumable; exits non-zero only if nothing was enrolled."""
+    from facetrace.gallery import read_folder, read_manifest
+
+    if (folder is None) == (manifest is None):
+        fail("give either a FOLDER or --manifest FILE.csv")
+    problems: list[Any] = []
+    if manifest is not None:
+        items, problems = read_manifest(manifest)
+    else:
+        assert folder is not None
+        if not source or not legal_basis:
+            fail("a folder import needs --source and --legal-basis (every record carries its provenance)")
+        items = read_folder(folder, source=source or "", legal_basis=legal_basis or "")
+    gallery = _gallery()
+    with progress_bar("enrolling", enabled=not json_out and sys.stderr.isatty()) as update:
+        outcome = gallery.enroll(items, progress=update, workers=workers)
+    gallery.close()
+    outcome.errors[:0] = [{"file": p.where, "error": p.message} for p in problems]
+    result = outcome.as_dict()
+    if json_out:
+        emit_json(result)
+    else:
+        console.print(
+            f"enrolled {outcome.images_enrolled} image(s), {outcome.persons_created} new person(s); "
+            f"{outcome.images_skipped} already enrolled; {len(outcome.errors)} error(s)"
+        )
+        for error in outcome.errors[:50]:
+            console.print(f"  {error['file']}: {error['error']}", markup=False, highlight=False)
+        if len(outcome.errors) > 50:
+            console.print(f"  ... and {len(outcome.errors) - 50} more (use --json for all)")
+    if outcome.images_enrolled == 0 and outcome.images_skipped == 0:
+        raise SystemExit(1)
+
+
+@app.command()
+def search(
+    image: Path,
+    top: Annotated[int, typer.Option("--top", min=1, max=100, help="Candidates per face.")] = 5,
+    json_out: JsonOpt = False,
+) -> None:
+    """Search every face of IMAGE against the gallery, with calibrated match decisions."""
+    gallery = _gallery()
+    result = gallery.search(_read(image), name=image.name, top_k=top)
+    if json_out:
+        emit_json(result)
+        return
+    policy = result["policy"]
+    console.print(f"{image.name}: {len(result['faces'])} face(s); gallery of {result['gallery']['persons']} persons")
+    console.print(
+        f"threshold {policy['threshold']:.3f} for target FPIR {policy['target_fpir']}: {policy['explanation']}"
+    )
+    for number, face in enumerate(result["faces"], start=1):
+        verdict = f"MATCH {face['match']}" if face["match"] else "no match"
+        console.print(f"\nface {number} box={face['box']} quality={face['quality']['score']:.0f}: {verdict}")
+        table = Table("rank", "person", "name", "score", "FPIR", "decision")
+        for cand in face["candidates"]:
+            table.add_row(
+                str(cand["rank"]),
+                cand["person"]["external_id"],
+                cand["person"]["name"],
+                f"{cand['score']:.3f}",
+                f"{cand['fpir']:.2g}",
+                ("match: " if cand["match"] else "no: ") + cand["reason"],
+            )
+        console.print(table)
+
+
+@app.command()
+def compare(a: Path, b: Path, json_out: JsonOpt = False) -> None:
+    """1:1 verification: are the largest faces in A and B the same person?"""
+    gallery = _gallery()
+    result = gallery.compare(_read(a), _read(b), names=(a.name, b.name))
+    if json_out:
+        emit_json(result)
+    else:
+        verdict = "same person (match)" if result["match"] else "no match"
+        console.print(
+            f"score {result['score']:.3f}, FMR {result['fmr']:.2g}, threshold {result['threshold']:.3f} "
+            f"(FMR {result['target_fmr']}): {verdict}"
+        )
+
+
+@person_app.command("list")
+def person_list(
+    query: Annotated[str | None, typer.Option(help="Filter by name or id.")] = None,
+    limit: int = 100,
+    offset: int = 0,
+    json_out: JsonOpt = False,
+) -> None:
+    """List enrolled persons."""
+    persons = _gallery().list_persons(offset=offset, limit=limit, query=query)
+    if json_out:
+        emit_json(persons)
+        return
+    table = Table("external id", "name", "faces", "source", "legal basis")
+    for p in persons:
+        table.add_row(p["external_id"], p["name"], str(p["faces"]), p["source"], p["legal_basis"])
+    console.print(table)
+
+
+@person_app.command("show")
+def person_show(external_id: str, json_out: JsonOpt = False) -> None:
+    """Show one person with their images and faces."""
+    person = _gallery().get_person(external_id)
+    if json_out:
+        emit_json(person)
+        return
+    console.print(
+        f"{person['external_id']}: {person['name']}  (source: {person['source']}; legal basis: {person['legal_basis']})"
+    )
+    for image in person["images"]:
+        console.print(f"  image {image['original_name']} sha256 {image['sha256'][:12]} faces {len(image['faces'])}")
+
+
+@person_app.command("delete")
+def person_delete(
+    external_id: str,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Erase a person: their faces leave the database and index, their media files are removed."""
+    if not yes and sys.stdin.isatty() and not typer.confirm(f"Erase {external_id} and all their images?"):
+        fail("not erased", 1)
+    result = _gallery().delete_person(external_id)
+    if json_out:
+        emit_json(result)
+    else:
+        console.print(
+            f"erased {external_id}: {result['faces_removed']} face(s), {result['media_files_removed']} file(s)"
+        )
+
+
+@index_app.command("rebuild")
+def index_rebuild(json_out: JsonOpt = False) -> None:
+    """Rebuild the vector index from the database."""
+    count = _gallery().rebuild_index()
+    if json_out:
+        emit_json({"faces": count})
+    else:
+        console.print(f"index rebuilt: {count} face(s)")
+
+
+@app.command()
+def stats(json_out: JsonOpt = False) -> None:
+    """Counts, model, index type and disk use."""
+    info = _gallery().stats()
+    if json_out:
+        emit_json(info)
+        return
+    for key, value in info.items():
+        console.print(f"{key}: {value}", markup=False, highlight=False)
+
+
+def run() -> None:
+    """Entry point: run the CLI, turning every failure into one line on stderr."""
+    try:
+        app()
+    except FacetraceError as exc:
+        fail(exc.message)
+    except KeyboardInterrupt:
+        fail("interrupted", 130)
+    except SystemExit:
+        raise
+    except Exception as exc:  # never a traceback for a user
+        logging.getLogger("facetrace").debug("internal error", exc_info=True)
+        fail(f"internal error: {type(exc).__name__}: {exc}", 2)
+
+
+if __name__ == "__main__":
+    run()

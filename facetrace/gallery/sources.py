@@ -1,0 +1,155 @@
+"""What to enroll: an IDENTITY/IMAGE folder or a CSV manifest, read into :class:`EnrollItem` s."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from facetrace.errors import ManifestError
+from facetrace.vision.decode import IMAGE_SUFFIXES
+
+REQUIRED_COLUMNS = ("external_id", "name", "image", "source", "legal_basis")
+CONTACT_COLUMNS = ("contact_name", "contact_relation", "contact_email", "contact_phone", "contact_language")
+MAX_MANIFEST_BYTES = 64 * 1024 * 1024
+
+
+@dataclass
+class EnrollItem:
+    """One person to enroll with their reference images and provenance."""
+
+    external_id: str
+    name: str
+    images: list[Path]
+    source: str
+    legal_basis: str
+    attributes: dict[str, Any] = field(default_factory=dict)
+    collected_at: datetime | None = None
+
+
+@dataclass
+class SourceProblem:
+    """A row or file that could not be turned into an enroll item."""
+
+    where: str
+    message: str
+
+
+def is_image_file(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def read_folder(folder: Path, *, source: str, legal_basis: str) -> list[EnrollItem]:
+    """Return one item per IDENTITY sub-folder that holds images (sorted by name).
+
+    Raises:
+        ManifestError: ``folder`` is not a folder or holds no identity folder with images.
+    """
+    if not folder.is_dir():
+        raise ManifestError(f"{folder}: not a folder")
+    items = []
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+        images = sorted(p for p in sub.iterdir() if is_image_file(p))
+        if images:
+            items.append(
+                EnrollItem(
+                    external_id=sub.name,
+                    name=sub.name.replace("_", " "),
+                    images=images,
+                    source=source,
+                    legal_basis=legal_basis,
+                )
+            )
+    if not items:
+        raise ManifestError(f"{folder}: no IDENTITY/IMAGE folders with images found")
+    return items
+
+
+def _contained(base: Path, relative: str) -> Path | None:
+    """Resolve ``relative`` under ``base``; None when it is absolute or leaves ``base``."""
+    if not relative or Path(relative).is_absolute() or relative.startswith(("\\", "~")):
+        return None
+    target = (base / relative).resolve()
+    return target if target.is_relative_to(base.resolve()) else None
+
+
+def read_manifest(path: Path) -> tuple[list[EnrollItem], list[SourceProblem]]:
+    """Parse a CSV manifest; return the valid items and the rows refused, with reasons.
+
+    Columns: external_id, name, image (paths relative to the manifest, ``;``-separated),
+    source, legal_basis; optional collected_at (ISO date), contact_* columns, and any other
+    column, kept as metadata. Rows with the same external_id are merged.
+
+    Raises:
+        ManifestError: the file is unreadable, not CSV text, too big, or lacks a required column.
+    """
+    try:
+        if path.stat().st_size > MAX_MANIFEST_BYTES:
+            raise ManifestError(f"{path.name}: manifest larger than {MAX_MANIFEST_BYTES // 2**20} MiB")
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise ManifestError(f"{path}: manifest not found") from None
+    except UnicodeDecodeError:
+        raise ManifestError(f"{path.name}: manifest is not UTF-8 text") from None
+    except OSError as exc:
+        raise ManifestError(f"{path.name}: cannot read manifest ({exc.strerror})") from None
+    if "\x00" in text:
+        raise ManifestError(f"{path.name}: manifest is not text")
+    try:
+        rows = list(csv.DictReader(text.splitlines()))
+    except csv.Error as exc:
+        raise ManifestError(f"{path.name}: not valid CSV ({exc})") from None
+    header = [c.strip() for c in (csv.DictReader(text.splitlines()).fieldnames or [])]
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    if missing:
+        raise ManifestError(f"{path.name}: missing column(s) {', '.join(missing)}")
+    base = path.parent
+    items: dict[str, EnrollItem] = {}
+    problems: list[SourceProblem] = []
+    for number, raw in enumerate(rows, start=2):
+        row = {(k or "").strip(): (v or "").strip() if isinstance(v, str) else "" for k, v in raw.items()}
+        where = f"{path.name} line {number}"
+        empty = [c for c in REQUIRED_COLUMNS if not row.get(c)]
+        if empty:
+            problems.append(SourceProblem(where, f"empty required field(s) {', '.join(empty)}"))
+            continue
+        images: list[Path] = []
+        refused = False
+        for rel in (p.strip() for p in row["image"].split(";") if p.strip()):
+            target = _contained(base, rel)
+            if target is None:
+                problems.append(SourceProblem(where, f"image path {rel!r} leaves the manifest's folder; refused"))
+                refused = True
+                break
+            images.append(target)
+        if refused:
+            continue
+        collected_at = None
+        if row.get("collected_at"):
+            try:
+                collected_at = datetime.fromisoformat(row["collected_at"])
+            except ValueError:
+                problems.append(SourceProblem(where, f"collected_at {row['collected_at']!r} is not an ISO date"))
+                continue
+        contact = {c.removeprefix("contact_"): row[c] for c in CONTACT_COLUMNS if row.get(c)}
+        extra = {k: v for k, v in row.items() if k not in REQUIRED_COLUMNS + CONTACT_COLUMNS + ("collected_at",) and v}
+        item = items.get(row["external_id"])
+        if item is None:
+            item = EnrollItem(
+                external_id=row["external_id"],
+                name=row["name"],
+                images=[],
+                source=row["source"],
+                legal_basis=row["legal_basis"],
+                attributes=extra,
+                collected_at=collected_at,
+            )
+            items[item.external_id] = item
+        item.images.extend(p for p in images if p not in item.images)
+        if contact:
+            contacts = item.attributes.setdefault("contacts", [])
+            if contact not in contacts:
+                contacts.append(contact)
+    return list(items.values()), problems

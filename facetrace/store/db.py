@@ -1,0 +1,116 @@
+"""Database access: engine, sessions and schema migrations (Alembic, from the first version)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, event, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from facetrace.errors import ConfigError
+from facetrace.store.models import Meta
+
+log = logging.getLogger(__name__)
+MIGRATIONS = Path(__file__).parent / "migrations"
+GALLERY_VERSION = "gallery_version"
+
+
+def alembic_config(url: str) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets searches read while an import writes; foreign keys make erasure cascade.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+class Database:
+    """One database (SQLite or PostgreSQL) at ``url``, migrated to the newest schema on open."""
+
+    def __init__(self, url: str, *, migrate: bool = True) -> None:
+        self.url = url
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.engine: Engine = create_engine(url, future=True, pool_pre_ping=True)
+        except Exception as exc:  # bad URL or driver
+            raise ConfigError(f"cannot open database {self.safe_url}: {exc}") from None
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        if migrate:
+            self.migrate()
+
+    @property
+    def safe_url(self) -> str:
+        """The URL with any password hidden, for messages and logs."""
+        from sqlalchemy.engine import make_url
+
+        try:
+            return make_url(self.url).render_as_string(hide_password=True)
+        except Exception:
+            return "<invalid database url>"
+
+    def current_revision(self) -> str | None:
+        with self.engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    def head_revision(self) -> str | None:
+        return ScriptDirectory.from_config(alembic_config(self.url)).get_current_head()
+
+    def migrate(self, revision: str = "head") -> None:
+        """Upgrade the schema to ``revision`` (default: newest) when it is behind.
+
+        Raises:
+            ConfigError: the database cannot be reached.
+        """
+        try:
+            if revision == "head" and self.current_revision() == self.head_revision():
+                return
+            with self.engine.begin() as conn:
+                cfg = alembic_config(self.url)
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, revision)
+        except OperationalError as exc:
+            raise ConfigError(f"cannot open database {self.safe_url}: {exc.orig}") from None
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session in a transaction: committed on success, rolled back on error."""
+        with self.sessions() as session, session.begin():
+            yield session
+
+    @staticmethod
+    def bump_gallery_version(session: Session) -> None:
+        """Record, in the caller's transaction, that the gallery's faces changed."""
+        row = session.get(Meta, GALLERY_VERSION)
+        if row is None:
+            session.add(Meta(key=GALLERY_VERSION, value="1"))
+        else:
+            row.value = str(int(row.value) + 1)
+
+    def gallery_version(self) -> int:
+        with self.sessions() as session:
+            value = session.execute(select(Meta.value).where(Meta.key == GALLERY_VERSION)).scalar()
+            return int(value) if value else 0
+
+    def dispose(self) -> None:
+        self.engine.dispose()

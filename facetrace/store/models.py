@@ -1,0 +1,97 @@
+"""Database models. The database is the source of truth; vector indexes are rebuilt from it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, datetime: DateTime(timezone=True)}
+
+
+class Meta(Base):
+    """Key/value facts about the store, e.g. ``gallery_version`` (bumped on every face change)."""
+
+    __tablename__ = "meta"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class Person(Base):
+    """A gallery identity with its provenance. Workflow reports point to one person."""
+
+    __tablename__ = "persons"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(200), unique=True, index=True)
+    name: Mapped[str] = mapped_column(String(300))
+    attributes: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
+    source: Mapped[str] = mapped_column(String(300))
+    legal_basis: Mapped[str] = mapped_column(String(300))
+    collected_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    images: Mapped[list[Image]] = relationship(
+        back_populates="person", cascade="all, delete-orphan", order_by="Image.id"
+    )
+
+
+class Image(Base):
+    """One stored image file (content-addressed in the media folder) of a person or a case."""
+
+    __tablename__ = "images"
+    __table_args__ = (UniqueConstraint("person_id", "sha256", name="uq_image_person_sha"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    person_id: Mapped[int | None] = mapped_column(
+        ForeignKey("persons.id", ondelete="CASCADE"), index=True, nullable=True
+    )
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    media_path: Mapped[str] = mapped_column(String(300))
+    original_name: Mapped[str] = mapped_column(String(500))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    person: Mapped[Person | None] = relationship(back_populates="images")
+    faces: Mapped[list[Face]] = relationship(back_populates="image", cascade="all, delete-orphan")
+
+
+class Face(Base):
+    """One face in one image: box, landmarks, quality, and its template from one model."""
+
+    __tablename__ = "faces"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
+    person_id: Mapped[int | None] = mapped_column(
+        ForeignKey("persons.id", ondelete="CASCADE"), index=True, nullable=True
+    )
+    box: Mapped[list[int]] = mapped_column(JSON)
+    landmarks: Mapped[list[list[float]]] = mapped_column(JSON)
+    detector: Mapped[str] = mapped_column(String(20))
+    quality: Mapped[float] = mapped_column(Float)
+    quality_detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    model_id: Mapped[str] = mapped_column(String(100), index=True)
+    embedding: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    image: Mapped[Image] = relationship(back_populates="faces")
+
+    def vector(self) -> np.ndarray:
+        """Return the embedding as a float32 vector."""
+        return np.frombuffer(self.embedding, dtype=np.float32)

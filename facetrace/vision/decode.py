@@ -1,0 +1,117 @@
+"""Decode still images safely into RGB ``uint8`` arrays.
+
+Pillow does the decoding; the pixel limit is checked from the header, before any pixel is
+decoded, so that a decompression bomb never allocates its full size.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from facetrace.errors import ImageError, ImageTooLargeError
+
+DEFAULT_MAX_PIXELS = 50_000_000
+# Formats we accept; MPO is what many cameras write for JPEG.
+ACCEPTED_FORMATS = {"JPEG", "MPO", "PNG", "WEBP", "BMP", "TIFF", "GIF"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
+
+# Never silently accept a truncated file: a half-decoded face gives a wrong embedding.
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
+def sniff_image_format(data: bytes) -> str | None:
+    """Return the image format named by the file's magic bytes, or None when unknown."""
+    if data.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    if data.startswith(b"BM"):
+        return "BMP"
+    if data[:4] in (b"II*\x00", b"MM\x00*"):
+        return "TIFF"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "GIF"
+    return None
+
+
+def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, name: str = "image") -> np.ndarray:
+    """Decode encoded image bytes into an RGB ``uint8`` array of shape (H, W, 3).
+
+    EXIF orientation is applied; grayscale, palette, CMYK and alpha images become RGB
+    (alpha is composited on white). For animated GIFs the first frame is used.
+
+    Raises:
+        ImageError: empty data, not an image, an unsupported format, or a truncated file.
+        ImageTooLargeError: more than ``max_pixels`` pixels (a decompression bomb guard).
+    """
+    if not data:
+        raise ImageError(f"{name}: empty file")
+    if sniff_image_format(data) is None:
+        raise ImageError(f"{name}: not a supported image (JPEG, PNG, WebP, BMP, TIFF or GIF)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            if img.format not in ACCEPTED_FORMATS:
+                raise ImageError(f"{name}: unsupported image format {img.format}")
+            width, height = img.size
+            if width <= 0 or height <= 0:
+                raise ImageError(f"{name}: image has no pixels")
+            if width * height > max_pixels:
+                raise ImageTooLargeError(f"{name}: {width}x{height} pixels exceeds the limit of {max_pixels:,} pixels")
+            img.seek(0)
+            img.load()
+            oriented: Image.Image = ImageOps.exif_transpose(img) or img
+            rgb = _to_rgb(oriented)
+    except (ImageError, ImageTooLargeError):
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLargeError(f"{name}: image too large ({exc})") from None
+    except Image.DecompressionBombWarning as exc:
+        raise ImageTooLargeError(f"{name}: image too large ({exc})") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{name}: not a readable image") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        reason = "truncated or corrupt" if "truncated" in str(exc) or isinstance(exc, EOFError) else str(exc)
+        raise ImageError(f"{name}: cannot decode image ({reason})") from None
+    return np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8))
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    if img.mode == "RGB":
+        return img
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        peak = arr.max() or 1.0
+        return Image.fromarray((arr * (255.0 / peak)).astype(np.uint8)).convert("RGB")
+    return img.convert("RGB")
+
+
+def load_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Read and decode the image file at ``path`` (see :func:`decode_image`).
+
+    Raises:
+        ImageError: the file is missing, unreadable, or not a usable image.
+        ImageTooLargeError: the image has more than ``max_pixels`` pixels.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ImageError(f"{path.name}: file not found") from None
+    except IsADirectoryError:
+        raise ImageError(f"{path.name}: is a folder, not an image") from None
+    except OSError as exc:
+        raise ImageError(f"{path.name}: cannot read ({exc.strerror})") from None
+    return decode_image(data, max_pixels=max_pixels, name=path.name)

@@ -1,0 +1,61 @@
+"""Analyse many image files on every core: one process per worker, models loaded once each."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from facetrace.errors import FacetraceError
+from facetrace.vision.pipeline import Face, FaceAnalyzer, get_analyzer
+
+_worker_analyzer: FaceAnalyzer | None = None
+
+
+def default_workers() -> int:
+    """Return the number of usable cores."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _init_worker(options: dict[str, Any]) -> None:
+    global _worker_analyzer
+    _worker_analyzer = get_analyzer(**options)
+
+
+def _analyze_one(job: tuple[str, bool]) -> list[Face] | FacetraceError:
+    path, largest_only = job
+    assert _worker_analyzer is not None
+    try:
+        return _worker_analyzer.analyze_file(path, largest_only=largest_only)
+    except FacetraceError as exc:
+        return exc
+
+
+def analyze_paths(
+    paths: Iterable[str | Path],
+    *,
+    workers: int = 0,
+    largest_only: bool = False,
+    options: dict[str, Any] | None = None,
+) -> Iterator[list[Face] | FacetraceError]:
+    """Yield, in input order, the faces of each image (or the error that stopped it).
+
+    ``workers=0`` uses every core; ``workers=1`` runs in this process.
+    """
+    options = options or {}
+    jobs = [(str(p), largest_only) for p in paths]
+    workers = workers or default_workers()
+    if workers <= 1 or len(jobs) <= 1:
+        _init_worker(options)
+        for job in jobs:
+            yield _analyze_one(job)
+        return
+    # forkserver: workers never inherit this process's threads (FAISS/OpenMP, HTTP server).
+    context = mp.get_context("forkserver")
+    with context.Pool(workers, initializer=_init_worker, initargs=(options,)) as pool:
+        yield from pool.imap(_analyze_one, jobs, chunksize=2)

@@ -1,0 +1,124 @@
+"""The face pipeline: detect -> 5-point landmarks -> aligned chip -> quality -> embedding."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dlib
+import numpy as np
+
+from facetrace.vision import models
+from facetrace.vision.decode import DEFAULT_MAX_PIXELS, load_image
+from facetrace.vision.detect import Detection, DetectorName, detect_faces
+from facetrace.vision.embed import DlibResnetEmbedder, Embedder
+from facetrace.vision.quality import Quality, assess
+
+
+@dataclass
+class Face:
+    """One face found in one image: where it is, how good it is, and its template."""
+
+    box: tuple[int, int, int, int]
+    landmarks: list[tuple[float, float]]
+    detector: str
+    detection_score: float
+    quality: Quality
+    embedding: np.ndarray
+    model_id: str
+    chip: np.ndarray | None = field(default=None, repr=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready description (without the embedding)."""
+        return {
+            "box": list(self.box),
+            "landmarks": [[round(x, 1), round(y, 1)] for x, y in self.landmarks],
+            "detector": self.detector,
+            "detection_score": round(self.detection_score, 3),
+            "quality": self.quality.as_dict(),
+            "model_id": self.model_id,
+        }
+
+
+class FaceAnalyzer:
+    """Finds and embeds faces. One instance per process: it holds the loaded models."""
+
+    def __init__(
+        self,
+        *,
+        detector: DetectorName = "hog",
+        embedder: Embedder | None = None,
+        detect_max_side: int = 1024,
+        cnn_fallback: bool = True,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+    ) -> None:
+        self.detector: DetectorName = detector
+        self.embedder: Embedder = embedder or DlibResnetEmbedder()
+        self.detect_max_side = detect_max_side
+        self.cnn_fallback = cnn_fallback
+        self.max_pixels = max_pixels
+
+    @property
+    def model_id(self) -> str:
+        return self.embedder.model_id
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        """Return the detections in ``image``, largest first."""
+        return detect_faces(
+            image, detector=self.detector, max_side=self.detect_max_side, cnn_fallback=self.cnn_fallback
+        )
+
+    def analyze(self, image: np.ndarray, *, largest_only: bool = False, keep_chips: bool = False) -> list[Face]:
+        """Return every face in the RGB ``image`` (only the largest with ``largest_only``),
+        each with landmarks, quality and an L2-normalised embedding, largest first."""
+        detections = self.detect(image)
+        if largest_only:
+            detections = detections[:1]
+        if not detections:
+            return []
+        predictor = models.landmarks5()
+        chips, shapes = [], []
+        for det in detections:
+            left, top, right, bottom = det.box
+            shape = predictor(image, dlib.rectangle(left, top, right - 1, bottom - 1))
+            shapes.append(shape)
+            chips.append(
+                dlib.get_face_chip(image, shape, size=self.embedder.chip_size, padding=self.embedder.chip_padding)
+            )
+        embeddings = self.embedder.embed_chips(chips)
+        faces = []
+        for det, shape, chip, emb in zip(detections, shapes, chips, embeddings, strict=True):
+            points = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
+            faces.append(
+                Face(
+                    box=det.box,
+                    landmarks=[(float(x), float(y)) for x, y in points],
+                    detector=det.detector,
+                    detection_score=det.score,
+                    quality=assess(points, chip, det.score, det.detector),
+                    embedding=emb,
+                    model_id=self.model_id,
+                    chip=chip if keep_chips else None,
+                )
+            )
+        return faces
+
+    def analyze_file(self, path: str | Path, *, largest_only: bool = False) -> list[Face]:
+        """Decode the image at ``path`` and return its faces (see :meth:`analyze`).
+
+        Raises:
+            ImageError: the file is not a usable image.
+        """
+        return self.analyze(load_image(path, max_pixels=self.max_pixels), largest_only=largest_only)
+
+
+_ANALYZERS: dict[tuple[Any, ...], FaceAnalyzer] = {}
+
+
+def get_analyzer(detector: DetectorName = "hog", max_pixels: int = DEFAULT_MAX_PIXELS, **options: Any) -> FaceAnalyzer:
+    """Return a cached analyzer for these options (models load once per process)."""
+    key = (detector, max_pixels, tuple(sorted(options.items())))
+    if key not in _ANALYZERS:
+        _ANALYZERS[key] = FaceAnalyzer(detector=detector, max_pixels=max_pixels, **options)
+    return _ANALYZERS[key]
