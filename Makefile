@@ -1,0 +1,34 @@
+# Two commands set everything up on a fresh machine:
+#   make serve   - install facetrace and run the server with its web UI (embedded SQLite + FAISS)
+#   make test    - install everything the tests need and run the whole test suite (lint, types, tests)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: setup serve test lint bench clean
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[dev]'
+	# The benchmark peer; its dlib requirement is met by dlib-bin, hence --no-deps.
+	$(VENV)/bin/pip install -q --no-deps face_recognition==1.2.3
+	touch $@
+
+setup: $(VENV)/.installed
+
+serve: setup
+	$(VENV)/bin/facetrace serve --host $(HOST) --port $(PORT)
+
+lint: setup
+	$(VENV)/bin/ruff check facetrace tests bench
+	$(VENV)/bin/ruff format --check facetrace tests bench
+	$(VENV)/bin/mypy facetrace
+
+test: setup
+	eval "$$(scripts/services.sh start)" && $(MAKE) --no-print-directory lint && \
+	  $(VENV)/bin/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) build *.egg-info
