@@ -277,9 +277,7 @@ def _read_details(r: _Reader, spec: LayerSpec) -> dict[str, Any]:
         for _ in range(4):
             r.read_float()
         if num_outputs != spec.num or weights[:2] != (num_inputs, num_outputs) or weights[2:] != (1, 1):
-            raise r.fail(
-                f"fc layer {num_inputs}->{num_outputs}, weights {weights}, expected {spec.num} outputs"
-            )
+            raise r.fail(f"fc layer {num_inputs}->{num_outputs}, weights {weights}, expected {spec.num} outputs")
         n_w = num_inputs * num_outputs
         n_b = num_outputs if bias_mode == 0 else 0
         if params.size != n_w + n_b:
@@ -533,9 +531,17 @@ _SESSIONS: dict[tuple[str, int], Any] = {}
 _SESSIONS_LOCK = threading.Lock()
 
 
+_INHERITED: list[Any] = []
+
+
 def _forget_sessions_after_fork() -> None:
-    # A session's thread pool does not survive fork(): a child builds its own.
+    # onnxruntime is not fork-safe: a session's pool threads do not exist in a forked child,
+    # so running the parent's session would wait forever, and so would destroying it. The
+    # child keeps the parent's sessions alive but unused, and builds its own on first use.
+    # (onnxruntime's own exit handlers can still hang a forked child that exits normally
+    # once the parent has made any session; multiprocessing workers leave with os._exit.)
     global _SESSIONS_LOCK
+    _INHERITED.extend(_SESSIONS.values())
     _SESSIONS.clear()
     _SESSIONS_LOCK = threading.Lock()
 
@@ -575,6 +581,10 @@ class OnnxDlibResnetEmbedder:
     Its descriptors match dlib's to float32 rounding (cosine > 0.99999 on real faces, see
     ``tests/test_dlib_onnx.py``), so it shares dlib's ``model_id`` and templates from either
     embedder can be compared. dlib's random jittering is not offered.
+
+    ``threads`` is onnxruntime's intra-op thread count (1: the pipeline parallelises with
+    processes). The session is built on first use, once per process; onnxruntime is not
+    fork-safe, so make worker processes before the parent first embeds.
     """
 
     dim = 128
@@ -605,9 +615,7 @@ class OnnxDlibResnetEmbedder:
         expected = (self.chip_size, self.chip_size, 3)
         for chip in chips:
             if chip.shape != expected or chip.dtype != np.uint8:
-                raise ValueError(
-                    f"chips must be uint8 arrays of shape {expected}, got {chip.dtype} {chip.shape}"
-                )
+                raise ValueError(f"chips must be uint8 arrays of shape {expected}, got {chip.dtype} {chip.shape}")
         batch = np.stack(chips)
         out = self._get_session().run([OUTPUT_NAME], {INPUT_NAME: batch})[0]
         return np.asarray(out, dtype=np.float32)

@@ -9,6 +9,7 @@ from typing import Any
 import dlib
 import numpy as np
 
+from facetrace.errors import ConfigError
 from facetrace.vision import models
 from facetrace.vision.decode import DEFAULT_MAX_PIXELS, load_image
 from facetrace.vision.detect import Detection, DetectorName, detect_faces
@@ -54,7 +55,7 @@ class FaceAnalyzer:
         max_pixels: int = DEFAULT_MAX_PIXELS,
     ) -> None:
         self.detector: DetectorName = detector
-        self.embedder: Embedder = embedder or DlibResnetEmbedder()
+        self.embedder: Embedder = embedder or make_embedder("dlib-onnx")
         self.detect_max_side = detect_max_side
         self.cnn_fallback = cnn_fallback
         self.max_pixels = max_pixels
@@ -111,6 +112,24 @@ class FaceAnalyzer:
             ImageError: the file is not a usable image.
         """
         return self.analyze(load_image(path, max_pixels=self.max_pixels), largest_only=largest_only)
+
+
+def make_embedder(name: str) -> Embedder:
+    """Return the embedder called ``name``.
+
+    ``dlib-onnx`` (default): dlib's ResNet descriptor converted at load time and run by onnxruntime
+    (same numbers as dlib to ~1e-7, 15x faster here, as dlib-bin has no BLAS); ``dlib``: dlib itself.
+
+    Raises:
+        ConfigError: an unknown name.
+    """
+    if name == "dlib-onnx":
+        from facetrace.vision.dlib_onnx import OnnxDlibResnetEmbedder
+
+        return OnnxDlibResnetEmbedder(flip=True)
+    if name == "dlib":
+        return DlibResnetEmbedder(flip=True)
+    raise ConfigError(f"unknown embedder {name!r} (known: dlib-onnx, dlib)")
 
 
 _ANALYZERS: dict[tuple[Any, ...], FaceAnalyzer] = {}
