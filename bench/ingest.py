@@ -46,7 +46,7 @@ def run_facetrace(split: Split, workers: int) -> dict[str, Any]:
             EnrollItem(s.identity, s.identity, [s.path], source="benchmark", legal_basis="research")
             for s in split.gallery
         ]
-        gallery.analyzer  # load the models before the clock starts, as the peer's pool does
+        _ = gallery.analyzer  # load the models before the clock starts, as the peer's pool does
         start = time.perf_counter()
         outcome = gallery.enroll(items, workers=workers)
         probes = split.mated + split.nonmated
@@ -103,7 +103,12 @@ def main() -> int:
                 "throughput_ratio": round(ours["images_per_s"] / theirs["images_per_s"], 2),
             }
         )
-    report = {"dataset": str(args.dataset), "identity_stride": args.identity_stride, "split": split.counts(), "runs": rows}
+    report = {
+        "dataset": str(args.dataset),
+        "identity_stride": args.identity_stride,
+        "split": split.counts(),
+        "runs": rows,
+    }
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -111,8 +116,9 @@ def main() -> int:
         for row in rows:
             a, b = row["facetrace"], row["face_recognition"]
             print(
-                f"{row['workers']} worker(s): facetrace {a['images_per_s']:.1f} img/s (FTX {a['failure_to_extract']:.2%}, "
-                f"rank-1 {a['rank1']:.3f}) | face_recognition {b['images_per_s']:.1f} img/s "
+                f"{row['workers']} worker(s): facetrace {a['images_per_s']:.1f} img/s "
+                f"(FTX {a['failure_to_extract']:.2%}, rank-1 {a['rank1']:.3f}) | "
+                f"face_recognition {b['images_per_s']:.1f} img/s "
                 f"(FTX {b['failure_to_extract']:.2%}, rank-1 {b['rank1']:.3f}) | ratio {row['throughput_ratio']:.2f}x"
             )
     return 0

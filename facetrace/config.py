@@ -33,13 +33,39 @@ class Settings(BaseSettings):
     detect_max_side: int = 1024
     min_quality: float = 20.0
     workers: int = 0  # 0 = one per core
+    # Video (facetrace.vision.video): limits checked before and while decoding.
+    video_max_bytes: int = 4 * 1024**3
+    video_max_seconds: float = 4 * 3600.0
+    video_max_pixels: int = 4096 * 2304  # per frame (4K UHD and DCI 4K fit)
+    video_max_frames: int = 1_000_000
+    video_sample_fps: float = 5.0  # frames analysed per second of video, plus scene changes
+    video_detect_upsample: int = -1  # HOG upsampling for video frames; -1 = 1 below 800 px, else 0
     # Decisions
     policy_fpir: float = 0.01
     review_fpir: float = 0.1
     verify_fmr: float = 0.001
     calibration_path: Path | None = None
     # Index
-    index_factory: str | None = None
+    index_factory: str | None = None  # FAISS factory string ("{nlist}" filled in); None/"auto" = by size
+    index_nprobe: int = 0  # IVF clusters visited per probe; 0 = the value stored with the index
+    index_efsearch: int = 0  # HNSW search depth; 0 = the value stored with the index
+    index_memory_mb: int = 0  # memory budget of the FAISS index; 0 = a quarter of the RAM
+    index_auto_rebuild: bool = True  # rebuild into a bigger index type in the background as the gallery grows
+    # Service: API, accounts, jobs
+    cookie_secure: bool | None = None  # None: Secure cookies except over plain http on loopback (development)
+    session_hours: float = 12.0
+    token_days: int = 90
+    login_max_failures: int = 5  # per user name, within login_lockout_seconds; then locked out that long
+    login_max_failures_per_address: int = 20  # per client address
+    login_lockout_seconds: int = 900
+    analysis_processes: int = 0  # API: processes analysing uploads (0 = one per core, 1 = in the server)
+    job_workers: int = 1  # background jobs (imports, re-indexing) run at a time
+    max_import_bytes: int = 2 * 1024**3  # one uploaded import archive
+    # Identification workflow
+    min_evidence_items: int = 1  # corroborating evidence items required before an identification is confirmed
+    notification_max_attempts: int = 5  # delivery attempts after transient SMTP errors
+    notification_stale_seconds: int = 900  # a message 'sending' this long is marked 'unknown', never resent
+    smtp_timeout: float = 30.0
     # Notifications
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 25

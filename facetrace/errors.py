@@ -34,6 +34,20 @@ class VideoError(FacetraceError):
     status = 422
 
 
+class VideoTooLargeError(VideoError):
+    """A video over the configured limits (file size, duration, resolution or frame count)."""
+
+    code = "video_too_large"
+    status = 413
+
+
+class CancelledError(FacetraceError):
+    """A long job (e.g. a video search) stopped because its caller asked it to."""
+
+    code = "cancelled"
+    status = 409
+
+
 class NoFaceError(FacetraceError):
     code = "no_face"
     status = 422

@@ -11,7 +11,12 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from facetrace.cli.accounts import audit_app, cli_audit, person_records, search_records, user_app
+from facetrace.cli.evaluation import register as register_evaluation
+from facetrace.cli.index import register as register_index_commands
 from facetrace.cli.output import console, emit_json, fail, progress_bar
+from facetrace.cli.serve import serve
+from facetrace.cli.workflow import register as register_workflow
 from facetrace.config import Settings, get_settings
 from facetrace.errors import FacetraceError
 
@@ -25,6 +30,12 @@ person_app = typer.Typer(help="List, show and erase enrolled persons.", no_args_
 index_app = typer.Typer(help="Maintain the vector index.", no_args_is_help=True)
 app.add_typer(person_app, name="person")
 app.add_typer(index_app, name="index")
+register_index_commands(index_app)
+app.add_typer(user_app, name="user")
+app.add_typer(audit_app, name="audit")
+app.command()(serve)
+register_workflow(app)  # report, case, lead, identification, notification
+register_evaluation(app)  # eval, calibrate
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
@@ -79,16 +90,36 @@ def init(json_out: JsonOpt = False) -> None:
 
 @app.command()
 def enroll(
-    folder: Annotated[Path | None, typer.Argument(help="Folder in IDENTITY/IMAGE layout.")] = None,
+    folder: Annotated[
+        Path | None, typer.Argument(help="Folder in IDENTITY/IMAGE layout, or a video of one person.")
+    ] = None,
     manifest: Annotated[Path | None, typer.Option(help="CSV manifest instead of a folder.")] = None,
     source: Annotated[str | None, typer.Option(help="Provenance: where the photos come from (folder import).")] = None,
     legal_basis: Annotated[str | None, typer.Option(help="Legal basis for holding them (folder import).")] = None,
+    person_id: Annotated[str | None, typer.Option("--id", help="Video: the person's external id.")] = None,
+    name: Annotated[str | None, typer.Option(help="Video: the person's name.")] = None,
     workers: Annotated[int, typer.Option(help="Processes (0 = every core).")] = 0,
     json_out: JsonOpt = False,
 ) -> None:
-    """Enroll reference photos. Idempotent and resumable; exits non-zero only if nothing was enrolled."""
+    """Enroll reference photos. Idempotent and resumable; exits non-zero only if nothing was enrolled.
+
+    Given a video file instead of a folder, enrolls the best faces of its longest track for one person.
+    """
     from facetrace.gallery import read_folder, read_manifest
 
+    if folder is not None and manifest is None and folder.is_file():
+        from facetrace.cli.video import enroll_video_command
+
+        enroll_video_command(
+            folder,
+            person_id=person_id,
+            name=name,
+            source=source,
+            legal_basis=legal_basis,
+            workers=workers,
+            json_out=json_out,
+        )
+        return
     if (folder is None) == (manifest is None):
         fail("give either a FOLDER or --manifest FILE.csv")
     problems: list[Any] = []
@@ -102,6 +133,10 @@ def enroll(
     gallery = _gallery()
     with progress_bar("enrolling", enabled=not json_out and sys.stderr.isatty()) as update:
         outcome = gallery.enroll(items, progress=update, workers=workers)
+    summary = {k: v for k, v in outcome.as_dict().items() if k != "errors"}
+    cli_audit(
+        gallery.db, "person.enroll", records=person_records(gallery.db, [i.external_id for i in items]), detail=summary
+    )
     gallery.close()
     outcome.errors[:0] = [{"file": p.where, "error": p.message} for p in problems]
     result = outcome.as_dict()
@@ -117,18 +152,31 @@ def enroll(
         if len(outcome.errors) > 50:
             console.print(f"  ... and {len(outcome.errors) - 50} more (use --json for all)")
     if outcome.images_enrolled == 0 and outcome.images_skipped == 0:
-        raise SystemExit(1)
+        fail(f"nothing could be enrolled: {len(outcome.errors)} error(s)")
 
 
 @app.command()
 def search(
-    image: Path,
+    image: Annotated[Path, typer.Argument(metavar="IMAGE_OR_VIDEO")],
     top: Annotated[int, typer.Option("--top", min=1, max=100, help="Candidates per face.")] = 5,
+    thumbnails: Annotated[
+        Path | None, typer.Option(help="Video: save each track's thumbnail JPEG in this folder.")
+    ] = None,
+    workers: Annotated[int, typer.Option(help="Video: processes (0 = every core).")] = 0,
     json_out: JsonOpt = False,
 ) -> None:
-    """Search every face of IMAGE against the gallery, with calibrated match decisions."""
+    """Search every face of an IMAGE, or every person tracked in a VIDEO (MP4, MOV, WebM, AVI: told
+    apart by content), against the gallery, with calibrated match decisions."""
+    from facetrace.vision.video import is_video_file
+
+    if is_video_file(image):
+        from facetrace.cli.video import search_video_command
+
+        search_video_command(image, top=top, json_out=json_out, thumbnails=thumbnails, workers=workers or None)
+        return
     gallery = _gallery()
     result = gallery.search(_read(image), name=image.name, top_k=top)
+    cli_audit(gallery.db, "search", records=search_records(result), detail={"image": image.name})
     if json_out:
         emit_json(result)
         return
@@ -189,7 +237,9 @@ def person_list(
 @person_app.command("show")
 def person_show(external_id: str, json_out: JsonOpt = False) -> None:
     """Show one person with their images and faces."""
-    person = _gallery().get_person(external_id)
+    gallery = _gallery()
+    person = gallery.get_person(external_id)
+    cli_audit(gallery.db, "person.view", records=[f"person:{person['id']}"])
     if json_out:
         emit_json(person)
         return
@@ -209,23 +259,16 @@ def person_delete(
     """Erase a person: their faces leave the database and index, their media files are removed."""
     if not yes and sys.stdin.isatty() and not typer.confirm(f"Erase {external_id} and all their images?"):
         fail("not erased", 1)
-    result = _gallery().delete_person(external_id)
+    gallery = _gallery()
+    records = person_records(gallery.db, [external_id])
+    result = gallery.delete_person(external_id)
+    cli_audit(gallery.db, "person.erase", records=records, detail=result)
     if json_out:
         emit_json(result)
     else:
         console.print(
             f"erased {external_id}: {result['faces_removed']} face(s), {result['media_files_removed']} file(s)"
         )
-
-
-@index_app.command("rebuild")
-def index_rebuild(json_out: JsonOpt = False) -> None:
-    """Rebuild the vector index from the database."""
-    count = _gallery().rebuild_index()
-    if json_out:
-        emit_json({"faces": count})
-    else:
-        console.print(f"index rebuilt: {count} face(s)")
 
 
 @app.command()
@@ -239,19 +282,47 @@ def stats(json_out: JsonOpt = False) -> None:
         console.print(f"{key}: {value}", markup=False, highlight=False)
 
 
+def _fail_if_usage_error(exc: Exception) -> None:
+    """Print click's usage errors (bad option, unknown command...) as one ``error:`` line and exit.
+
+    Typer vendors click, so its exception classes are recognised by their interface.
+    """
+    if type(exc).__name__ == "NoArgsIsHelpError":
+        raise SystemExit(2) from None  # the help has been printed
+    format_message = getattr(exc, "format_message", None)
+    exit_code = getattr(exc, "exit_code", None)
+    if not callable(format_message) or not isinstance(exit_code, int):
+        return
+    message = " ".join(line.strip() for line in str(format_message()).splitlines() if line.strip())
+    ctx = getattr(exc, "ctx", None)
+    command_path = getattr(ctx, "command_path", None)
+    # Usage errors carry the command's context: point at its help.
+    hint = f" (see '{command_path} --help')" if command_path else ""
+    fail(message + hint, exit_code)
+
+
 def run() -> None:
     """Entry point: run the CLI, turning every failure into one line on stderr."""
+    code: Any = 0
     try:
-        app()
+        # Not standalone: click's usage errors come here, to be printed as one line like ours.
+        code = app(standalone_mode=False)
     except FacetraceError as exc:
         fail(exc.message)
+    except typer.Abort:
+        fail("aborted", 1)
     except KeyboardInterrupt:
         fail("interrupted", 130)
     except SystemExit:
         raise
     except Exception as exc:  # never a traceback for a user
+        _fail_if_usage_error(exc)
         logging.getLogger("facetrace").debug("internal error", exc_info=True)
         fail(f"internal error: {type(exc).__name__}: {exc}", 2)
+    if code == 130:  # typer turns Ctrl-C into exit code 130
+        fail("interrupted", 130)
+    if isinstance(code, int) and code:
+        raise SystemExit(code)
 
 
 if __name__ == "__main__":

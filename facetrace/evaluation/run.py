@@ -17,7 +17,7 @@ import numpy as np
 
 from facetrace.evaluation.protocol import ProbeResult, Sample, Split, build_split, compute_metrics
 from facetrace.gallery.calibration import Calibration, build_calibration
-from facetrace.gallery.scoring import COHORT_MIN, PROBE_WEIGHT, TOP_K, CohortScorer, background_cohort, cohort_ids
+from facetrace.gallery.scoring import TOP_K, CohortScorer, default_cohort
 from facetrace.vision.parallel import analyze_paths
 
 ProgressFn = Callable[[int, int, int], None]
@@ -62,45 +62,29 @@ def embed_samples(
 class GalleryScorer:
     """Scores probes against a fixed gallery matrix exactly as :class:`~facetrace.gallery.Gallery` does."""
 
-    def __init__(self, gallery: np.ndarray, model_id: str, *, normalise: bool = True) -> None:
-        self.normalise = normalise
+    def __init__(
+        self, gallery: np.ndarray, model_id: str, *, normalise: bool = True, cohort: np.ndarray | None = None
+    ) -> None:
         self.gallery = np.ascontiguousarray(gallery, dtype=np.float32)
-        ids = np.arange(len(gallery), dtype=np.int64)
-        cohort = cohort_ids(ids)
-        self.scorer = CohortScorer.for_gallery(cohort, self.gallery[cohort], model_id)
-        self.in_cohort = np.zeros(len(gallery), bool)
-        self.in_cohort[cohort] = True
-        self.cohort_pos = np.full(len(gallery), -1)
-        self.cohort_pos[cohort] = np.arange(len(cohort))
-        # Each gallery face's own cohort term, itself left out (as at search time).
-        self.mu_gallery = self._mu(self.gallery @ self.scorer.vectors.T, exclude_self=True)
-
-    def _mu(self, sims: np.ndarray, *, exclude_self: bool) -> np.ndarray:
-        k = self.scorer.k
-        if exclude_self:
-            sims = sims.copy()
-            rows = np.nonzero(self.in_cohort)[0]
-            sims[rows, self.cohort_pos[rows]] = -np.inf
-        return -np.partition(-sims, k - 1, axis=1)[:, :k].mean(axis=1)
+        vectors = default_cohort(model_id) if cohort is None else cohort
+        self.scorer = CohortScorer(vectors if normalise else np.zeros((0, self.gallery.shape[1])))
+        self.mu_gallery = self.scorer.mu(self.gallery) if self.scorer.active and len(self.gallery) else None
 
     def scores(self, probes: np.ndarray) -> np.ndarray:
         """Return the (probes x gallery) matrix of normalised scores."""
-        raw = probes @ self.gallery.T
-        if self.scorer.k == 0 or not self.normalise:
-            return raw
-        k = self.scorer.k
-        cohort_sims = probes @ self.scorer.vectors.T
-        top = -np.sort(np.partition(-cohort_sims, k, axis=1)[:, : k + 1], axis=1)  # top k+1, descending
-        mu_probe = np.broadcast_to(top[:, :k].mean(axis=1)[:, None], raw.shape).copy()
-        # A gallery face in the cohort and in the probe's top k is left out of the probe's term.
-        cols = np.nonzero(self.in_cohort)[0]
-        sims_in = cohort_sims[:, self.cohort_pos[cols]]
-        hit = sims_in >= top[:, k - 1 : k]
-        alt = (top.sum(axis=1, keepdims=True) - sims_in) / k
-        sub = mu_probe[:, cols]
-        sub[hit] = alt[hit]
-        mu_probe[:, cols] = sub
-        return raw - PROBE_WEIGHT * mu_probe - (1.0 - PROBE_WEIGHT) * self.mu_gallery[None, :]
+        return self.scorer.scores(probes, self.gallery, self.mu_gallery)
+
+
+def _with_vectors(
+    samples: Sequence[Sample], embedded: dict[Path, np.ndarray | None]
+) -> list[tuple[Sample, np.ndarray]]:
+    """Return the samples that have an embedding, each with it."""
+    out = []
+    for sample in samples:
+        vector = embedded[sample.path]
+        if vector is not None:
+            out.append((sample, vector))
+    return out
 
 
 def _probe_results(
@@ -120,18 +104,23 @@ def _probe_results(
 
 
 def evaluate_embedded(
-    split: Split, embedded: dict[Path, np.ndarray | None], model_id: str, *, normalise: bool = True
+    split: Split,
+    embedded: dict[Path, np.ndarray | None],
+    model_id: str,
+    *,
+    normalise: bool = True,
+    cohort: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Return the protocol's figures and raw results from already embedded split images
     (``normalise=False``: plain cosine, for comparison)."""
-    enrolled = [(s, embedded[s.path]) for s in split.gallery if embedded[s.path] is not None]
+    enrolled = _with_vectors(split.gallery, embedded)
     gallery_ids = [s.identity for s, _ in enrolled]
     matrix = np.vstack([v for _, v in enrolled]) if enrolled else np.zeros((0, 128), np.float32)
-    scorer = GalleryScorer(matrix, model_id, normalise=normalise)
+    scorer = GalleryScorer(matrix, model_id, normalise=normalise, cohort=cohort)
 
     def run(samples: list[Sample], mated: bool) -> list[ProbeResult]:
         ok = [embedded[s.path] is not None for s in samples]
-        vectors = [embedded[s.path] for s in samples if embedded[s.path] is not None]
+        vectors = [v for _, v in _with_vectors(samples, embedded)]
         scores = scorer.scores(np.vstack(vectors)) if vectors else np.zeros((0, len(matrix)))
         truths: list[str | None] = [s.identity if mated else None for s in samples]
         return _probe_results(scores, ok, truths, gallery_ids)
@@ -188,14 +177,14 @@ def identity_half(identity: str) -> int:
 
 
 def comparison_scores(
-    split: Split, embedded: dict[Path, np.ndarray | None], model_id: str
+    split: Split, embedded: dict[Path, np.ndarray | None], model_id: str, *, cohort: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Return (impostor, genuine) normalised scores of every probe against every gallery entry."""
-    enrolled = [(s, embedded[s.path]) for s in split.gallery if embedded[s.path] is not None]
-    probes = [(s, embedded[s.path]) for s in split.mated + split.nonmated if embedded[s.path] is not None]
+    enrolled = _with_vectors(split.gallery, embedded)
+    probes = _with_vectors(split.mated + split.nonmated, embedded)
     if len(enrolled) < 2 or not probes:
         return np.zeros(0), np.zeros(0)
-    scorer = GalleryScorer(np.vstack([v for _, v in enrolled]), model_id)
+    scorer = GalleryScorer(np.vstack([v for _, v in enrolled]), model_id, cohort=cohort)
     gallery_ids = np.array([s.identity for s, _ in enrolled])
     impostor, genuine = [], []
     for start in range(0, len(probes), 512):
@@ -208,19 +197,24 @@ def comparison_scores(
 
 
 def calibrate_embedded(
-    split: Split, embedded: dict[Path, np.ndarray | None], model_id: str, source: str
+    split: Split,
+    embedded: dict[Path, np.ndarray | None],
+    model_id: str,
+    source: str,
+    *,
+    cohort: np.ndarray | None = None,
 ) -> Calibration:
     """Build FMR(s) from the impostor comparisons of a labelled split (see :func:`comparison_scores`).
 
     Raises:
         ValueError: fewer than 1000 impostor comparisons.
     """
-    impostor, genuine = comparison_scores(split, embedded, model_id)
+    impostor, genuine = comparison_scores(split, embedded, model_id, cohort=cohort)
     return build_calibration(
         impostor,
         genuine=genuine,
         model_id=model_id,
-        score_name=f"cosine, symmetric cohort normalisation (k={TOP_K}, cohort<=10000, min {COHORT_MIN})",
+        score_name=f"cosine, symmetric normalisation against the shipped cohort (k={TOP_K})",
         info={"source": source, "gallery": len(split.gallery), "probes": len(split.mated) + len(split.nonmated)},
     )
 
@@ -250,12 +244,14 @@ def verify_calibration(
     embedded: dict[Path, np.ndarray | None],
     model_id: str,
     targets: Sequence[float],
+    *,
+    cohort: np.ndarray | None = None,
 ) -> list[dict[str, Any]]:
     """On a split not used to build ``calibration``, compare the observed FPIR at each policy
     threshold with its target; return one row per target with the 95% Wilson interval."""
     from facetrace.evaluation.protocol import observed_fpir
 
-    figures = evaluate_embedded(split, embedded, model_id)
+    figures = evaluate_embedded(split, embedded, model_id, cohort=cohort)
     best = [r.best_score() for r in figures["nonmated"]]
     rows = []
     for target in targets:
@@ -277,7 +273,6 @@ def verify_calibration(
 
 __all__ = [
     "GalleryScorer",
-    "background_cohort",
     "calibrate_embedded",
     "comparison_scores",
     "embed_samples",

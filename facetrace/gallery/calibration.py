@@ -167,7 +167,9 @@ def build_calibration(
     keep = np.concatenate([[True], np.diff(scores_arr) > 0])
     scores_arr, log_fmr = scores_arr[keep], log_fmr[keep]
     # Exponential tail: fit log10(rank/n) ~ a + b * score on the strongest impostors.
-    top = impostor[: min(tail_count, n)]
+    # Only the strongest impostors inform the tail: at most tail_count, and no more than the top
+    # 1% (a small calibration set's top 10% would bend the fit towards the bulk).
+    top = impostor[: max(20, min(tail_count, n // 100))]
     ranks = np.arange(1, len(top) + 1)
     slope, intercept = np.polyfit(top, np.log10(ranks / n), 1)
     slope = float(min(slope, -1.0))  # must fall with score

@@ -5,31 +5,32 @@ Fusion rule: a person's score is the best score of any of their reference faces 
 Score: cosine similarity, then **symmetric cohort normalisation**. Some faces resemble many
 people (a blurry probe, a common appearance); their raw similarity to everyone is high, and a
 fixed threshold on it produces false matches. So each comparison is taken relative to how
-similar each side is to a *cohort* of other faces:
+similar each side is to a fixed *cohort* of other people's faces:
 
-    score = cos(p, g) - w * mean_topk cos(p, cohort) - (1 - w) * mean_topk cos(g, cohort)
+    score = cos(p, g) - 1/2 * mean_top10 cos(p, cohort) - 1/2 * mean_top10 cos(g, cohort)
 
-with k = 10, w = 0.5, and the face itself left out of its own cohort. The cohort is a label-free
-sample of the gallery: all of it up to 10,000 faces, beyond that the 10,000 faces with the smallest
-hashed ids (stable as the gallery grows, so the score's distribution stops drifting with gallery size
-once the gallery is larger than the cohort). Galleries smaller than 200 faces are padded with a
-background cohort of 200 LFW distractor faces shipped for the default model. On faces-dev this cut
-FNIR at FPIR 0.01 from 0.51 (cosine) to 0.41 at equal rank-1 (docs/accuracy.md).
+A cohort face (near-)identical to p or g (cosine >= 0.995: the same photo) is left out.
+
+The cohort is fixed and ships with the model (2,000 faces of single-image LFW identities, not
+those of the committed test set), never drawn from the operator's gallery: so a score depends only
+on the two faces compared, not on the gallery's size or content, and one calibration FMR(s) holds
+for every gallery. On faces-dev this cut FNIR at FPIR 0.01 from 0.49 (cosine) to about 0.33 at
+equal rank-1; docs/accuracy.md also gives the figure measured with no overlap between cohort and
+evaluation identities.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from importlib import resources
 
 import numpy as np
 
-COHORT_SIZE = 10000
-COHORT_MIN = 200
 TOP_K = 10
-PROBE_WEIGHT = 0.5
-BACKGROUND_COHORT = "cohort_background.npy"
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+SAME_IMAGE = 0.995
+COHORT_FILE = "cohort_background.npy"
+COHORT_MODEL = "dlib-resnet-v1+flip+68"
 
 
 @dataclass(frozen=True)
@@ -40,64 +41,43 @@ class PersonHit:
     face_id: int
 
 
-def cohort_ids(face_ids: np.ndarray, size: int = COHORT_SIZE) -> np.ndarray:
-    """Return the ids of the cohort: the ``size`` faces whose hashed ids are smallest."""
-    face_ids = np.asarray(face_ids, dtype=np.int64)
-    if len(face_ids) <= size:
-        return np.sort(face_ids)
-    with np.errstate(over="ignore"):
-        keys = face_ids.astype(np.uint64) * _GOLDEN
-    return np.sort(face_ids[np.argpartition(keys, size)[:size]])
-
-
-def background_cohort(model_id: str) -> np.ndarray:
-    """Return the shipped background cohort for ``model_id`` (empty when there is none)."""
-    if not model_id.startswith("dlib-resnet-v1+flip"):
+@cache
+def default_cohort(model_id: str) -> np.ndarray:
+    """Return the cohort shipped for ``model_id`` (an empty array when none ships)."""
+    if model_id != COHORT_MODEL:
         return np.zeros((0, 128), np.float32)
-    with resources.files("facetrace.gallery").joinpath(BACKGROUND_COHORT).open("rb") as handle:
+    with resources.files("facetrace.gallery").joinpath(COHORT_FILE).open("rb") as handle:
         return np.load(handle).astype(np.float32)
 
 
 class CohortScorer:
     """Normalises raw cosine scores against a cohort (see the module docstring)."""
 
-    def __init__(self, vectors: np.ndarray, ids: np.ndarray | None = None, *, k: int = TOP_K) -> None:
-        self.vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, vectors.shape[-1])
-        self.ids = np.asarray(ids if ids is not None else np.full(len(self.vectors), -1), dtype=np.int64)
-        self.k = max(1, min(k, len(self.vectors) - 1)) if len(self.vectors) > 1 else 0
+    def __init__(self, vectors: np.ndarray, *, k: int = TOP_K) -> None:
+        self.vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, np.shape(vectors)[-1])
+        self.k = min(k, len(self.vectors) - 1) if len(self.vectors) > 1 else 0
 
     @classmethod
-    def for_gallery(cls, ids: np.ndarray, vectors: np.ndarray, model_id: str) -> CohortScorer:
-        """Build the scorer of a gallery from its cohort faces, padded with the background cohort
-        when the gallery is small."""
-        if len(ids) < COHORT_MIN:
-            background = background_cohort(model_id)[: COHORT_MIN - len(ids)]
-            if len(background):
-                vectors = np.vstack([vectors.reshape(-1, background.shape[1]), background])
-                ids = np.concatenate([ids, np.full(len(background), -1, dtype=np.int64)])
-        return cls(vectors, ids)
+    def for_model(cls, model_id: str) -> CohortScorer:
+        return cls(default_cohort(model_id))
 
-    def _topk_mean(self, sims: np.ndarray, exclude: np.ndarray) -> np.ndarray:
-        sims = np.where(exclude, -np.inf, sims)
-        k = self.k
-        return -np.partition(-sims, k - 1, axis=1)[:, :k].mean(axis=1)
+    @property
+    def active(self) -> bool:
+        return self.k > 0
 
-    def normalise(
-        self, probe: np.ndarray, raw: np.ndarray, cand_vectors: np.ndarray, cand_ids: np.ndarray
-    ) -> np.ndarray:
-        """Return the normalised scores of one probe against its candidate faces.
+    def mu(self, faces: np.ndarray) -> np.ndarray:
+        """Return, per face (rows), the mean of its top-k cosine scores with the cohort."""
+        sims = np.asarray(faces, dtype=np.float32).reshape(-1, self.vectors.shape[1]) @ self.vectors.T
+        sims[sims >= SAME_IMAGE] = -np.inf
+        return -np.partition(-sims, self.k - 1, axis=1)[:, : self.k].mean(axis=1)
 
-        ``raw`` are the cosine scores, ``cand_vectors`` (m, d) and ``cand_ids`` (m,) the candidate faces.
-        """
-        raw = np.asarray(raw, dtype=np.float64)
-        if self.k == 0 or len(raw) == 0:
-            return raw
-        exclude = self.ids[None, :] == np.asarray(cand_ids, dtype=np.int64)[:, None]
-        probe_sims = np.broadcast_to(self.vectors @ probe, exclude.shape)
-        cand_sims = np.asarray(cand_vectors, dtype=np.float32) @ self.vectors.T
-        mu_probe = self._topk_mean(probe_sims, exclude)
-        mu_cand = self._topk_mean(cand_sims, exclude)
-        return raw - PROBE_WEIGHT * mu_probe - (1.0 - PROBE_WEIGHT) * mu_cand
+    def scores(self, probes: np.ndarray, gallery: np.ndarray, mu_gallery: np.ndarray | None = None) -> np.ndarray:
+        """Return the (probes x gallery) matrix of normalised scores (raw cosine when inactive)."""
+        raw = np.asarray(probes, dtype=np.float32) @ np.asarray(gallery, dtype=np.float32).T
+        if not self.active:
+            return raw.astype(np.float64)
+        mu_gallery = self.mu(gallery) if mu_gallery is None else mu_gallery
+        return raw - 0.5 * self.mu(probes)[:, None] - 0.5 * mu_gallery[None, :]
 
 
 def rank_persons(
@@ -112,21 +92,18 @@ def rank_persons(
     """Return up to ``top_k`` persons, best first, from one probe's face hits.
 
     ``scores``/``face_ids`` are one row of an index search (id -1 = empty slot); ``person_of`` maps
-    face id to person id; with a ``scorer`` (and the candidate vectors), scores are normalised.
+    face id to person id; with an active ``scorer`` (and the candidate vectors), scores are normalised.
     """
-    keep = [
-        (float(s), int(f))
-        for s, f in zip(scores.tolist(), face_ids.tolist(), strict=True)
-        if f >= 0 and int(f) in person_of
-    ]
+    pairs = zip(scores.tolist(), face_ids.tolist(), strict=True)
+    keep = [(float(s), int(f)) for s, f in pairs if f >= 0 and int(f) in person_of]
     if not keep:
         return []
     raw = np.array([s for s, _ in keep])
     ids = np.array([f for _, f in keep], dtype=np.int64)
-    if scorer is not None and vectors_of is not None:
-        normalised = scorer.normalise(probe, raw, np.vstack([vectors_of[int(i)] for i in ids]), ids)
-    else:
-        normalised = raw
+    normalised = raw
+    if scorer is not None and scorer.active and vectors_of is not None:
+        candidates = np.vstack([vectors_of[int(i)] for i in ids])
+        normalised = raw - 0.5 * scorer.mu(probe)[0] - 0.5 * scorer.mu(candidates)
     best: dict[int, PersonHit] = {}
     for order in np.argsort(-normalised, kind="stable"):
         face_id = int(ids[order])

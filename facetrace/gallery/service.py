@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,11 +21,14 @@ import numpy as np
 from sqlalchemy import func, select
 
 from facetrace.config import Settings
-from facetrace.errors import FacetraceError, ImageError, NoFaceError, NotFoundError
+from facetrace.errors import ConfigError, FacetraceError, ImageError, NoFaceError, NotFoundError
 from facetrace.gallery.calibration import Calibration
-from facetrace.gallery.scoring import rank_persons
+from facetrace.gallery.scoring import CohortScorer, rank_persons
 from facetrace.gallery.sources import EnrollItem
-from facetrace.index.faiss_index import FaissIndex, IndexCorrupt
+from facetrace.index.backends import configured_factory, faiss_index_path, open_vector_index, plan_for, rebuild_plan_for
+from facetrace.index.base import VectorIndex
+from facetrace.index.faiss_index import FaissIndex, IndexPlan
+from facetrace.index.milvus_index import MilvusIndex
 from facetrace.store.db import Database
 from facetrace.store.media import MediaStore, sha256_bytes
 from facetrace.store.models import Face, Image, Person
@@ -56,6 +60,15 @@ class EnrollOutcome:
         }
 
 
+@dataclass(frozen=True)
+class _DecisionContext:
+    """What every probe of one search is decided against."""
+
+    n_persons: int
+    threshold: float
+    header: dict[str, Any]  # the "gallery" and "policy" parts of a search result
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.+-]+", "_", text)
 
@@ -70,7 +83,9 @@ class Gallery:
         self.media = MediaStore(settings.media_dir)
         self._analyzer: FaceAnalyzer | None = None
         self._calibration: Calibration | None = None
-        self._index: FaissIndex | None = None
+        self._index: VectorIndex | None = None
+        self._rebuild_thread: threading.Thread | None = None
+        self._rebuild_failed_at = -1e9
         self._person_of: dict[int, int] = {}
         self._version = -1
         self._lock = threading.RLock()
@@ -98,33 +113,64 @@ class Gallery:
     def calibration(self) -> Calibration:
         if self._calibration is None:
             self._calibration = Calibration.load(self.settings.calibration_path)
+            if not self.calibrated:
+                log.warning(
+                    "the calibration is for model %s, not %s: no candidate will be called a match until "
+                    "`facetrace calibrate` is run for this model",
+                    self._calibration.model_id,
+                    self.model_id,
+                )
         return self._calibration
+
+    @property
+    def scorer(self) -> CohortScorer:
+        """The score normaliser of the gallery's model (inactive when no cohort ships for it)."""
+        return CohortScorer.for_model(self.model_id)
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether the calibration in use was built for the gallery's model (else no match is ever declared)."""
+        return self.calibration.model_id == self.model_id
 
     # -- index ------------------------------------------------------------------------------
     @property
     def index_path(self) -> Path:
-        return self.settings.index_dir / f"faces-{_slug(self.model_id)}.faiss"
+        """The FAISS index file of the current model (not used when ``vector_url`` points to Milvus)."""
+        return faiss_index_path(self.settings, self.model_id)
 
-    def index(self) -> FaissIndex:
-        """Return the index, opened and brought in line with the database if needed."""
+    @property
+    def _dim(self) -> int:
+        return int(getattr(self.analyzer.embedder, "dim", 128))
+
+    def index(self) -> VectorIndex:
+        """Return the index, opened and brought in line with the database if needed.
+
+        Raises:
+            ConfigError: the configured vector database cannot be opened.
+        """
         with self._lock:
             version = self.db.gallery_version()
             if self._index is None or version != self._version:
                 self._index = self._open_index()
                 self._sync_index(self._index)
                 self._version = version
+            self._maybe_grow_index(self._index)  # cheap; enrollment and erasure change the size too
             return self._index
 
-    def _open_index(self) -> FaissIndex:
+    def _open_index(self) -> VectorIndex:
         if self._index is not None:
             return self._index
-        try:
-            return FaissIndex.load(self.index_path)
-        except FileNotFoundError:
-            log.warning("index %s missing: rebuilding from the database", self.index_path.name)
-        except IndexCorrupt as exc:
-            log.warning("index corrupt (%s): rebuilding from the database", exc)
-        return FaissIndex(128, self.settings.index_factory or "Flat", self.index_path)
+        index = open_vector_index(self.settings, self.model_id, expected_count=self._face_count(), dim=self._dim)
+        if isinstance(index, FaissIndex):
+            index.vector_source = self._vectors  # exact re-ranking of compressed codes
+        return index
+
+    def _face_count(self) -> int:
+        with self.db.sessions() as session:
+            count = session.execute(
+                select(func.count(Face.id)).where(Face.model_id == self.model_id, Face.person_id.is_not(None))
+            ).scalar()
+        return int(count or 0)
 
     def _face_rows(self) -> list[tuple[int, int]]:
         with self.db.sessions() as session:
@@ -133,38 +179,197 @@ class Gallery:
             ).all()
         return [(int(a), int(b or 0)) for a, b in rows]
 
-    def _sync_index(self, index: FaissIndex) -> None:
+    def _sync_index(self, index: VectorIndex) -> None:
+        # The index is read before the database: a face that another worker commits and indexes in
+        # between is then at worst "missing" (added again: harmless), never "extra" (removed: lost).
+        held = index.ids()
         rows = self._face_rows()
         self._person_of = dict(rows)
         db_ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        held = index.ids()
         missing = np.setdiff1d(db_ids, held)
         extra = np.setdiff1d(held, db_ids)
         if len(extra):
             index.remove(extra)
         if len(missing):
-            for chunk in np.array_split(missing, max(1, len(missing) // 20000)):
-                index.add(chunk, self._vectors(chunk))
+            self._fill_index(index, missing)
         if len(missing) or len(extra):
-            log.warning(
-                "index brought in line with the database: %d face(s) added, %d removed", len(missing), len(extra)
+            level = logging.WARNING if len(held) or len(extra) else logging.INFO
+            log.log(
+                level, "index brought in line with the database: %d face(s) added, %d removed", len(missing), len(extra)
             )
             index.save()
-        elif not self.index_path.exists():
+        elif isinstance(index, FaissIndex) and index.path is not None and not index.path.exists():
             index.save()
 
+    def _fill_index(self, index: VectorIndex, face_ids: np.ndarray, progress: ProgressFn | None = None) -> None:
+        """Add the database templates ``face_ids`` to ``index``, training it first on a sample if it needs it."""
+        if index.needs_training:
+            rng = np.random.default_rng(0)
+            sample = np.sort(rng.choice(face_ids, size=min(len(face_ids), index.training_size()), replace=False))
+            vectors = self._vectors(sample)
+            index.train(vectors[~np.isnan(vectors[:, 0])])
+        done = 0
+        for start in range(0, len(face_ids), 20000):
+            chunk = face_ids[start : start + 20000]
+            vectors = self._vectors(chunk)
+            known = ~np.isnan(vectors[:, 0])  # erased since the ids were read
+            index.add(chunk[known], vectors[known])
+            done += len(chunk)
+            if progress:
+                progress(done, len(face_ids), 0)
+            if len(face_ids) > 100_000:
+                log.info("indexed %d/%d faces", done, len(face_ids))
+
     def _vectors(self, face_ids: np.ndarray) -> np.ndarray:
+        """Return the stored templates of ``face_ids`` in order; rows of NaN for ids not in the database."""
+        out = np.full((len(face_ids), self._dim), np.nan, dtype=np.float32)
+        if not len(face_ids):
+            return out
         with self.db.sessions() as session:
             rows = dict(session.execute(select(Face.id, Face.embedding).where(Face.id.in_(face_ids.tolist()))).all())
-        return np.vstack([np.frombuffer(rows[int(i)], dtype=np.float32) for i in face_ids])
+        for n, face_id in enumerate(face_ids.tolist()):
+            if (blob := rows.get(int(face_id))) is not None:
+                out[n] = np.frombuffer(blob, dtype=np.float32)
+        return out
 
-    def rebuild_index(self) -> int:
-        """Rebuild the index from the database; return how many faces it holds."""
+    def _maybe_grow_index(self, index: VectorIndex) -> None:
+        """Start a background rebuild when the gallery outgrew its FAISS index type (or the configured
+        factory changed); the current index keeps answering until the new one replaces it."""
+        if not isinstance(index, FaissIndex) or not self.settings.index_auto_rebuild:
+            return
+        if self._rebuild_thread is not None and self._rebuild_thread.is_alive():
+            return
+        if time.monotonic() - self._rebuild_failed_at < 600:
+            return  # the last try failed: not again on every search
+        plan = rebuild_plan_for(self.settings, index, len(index))
+        if plan is None:
+            return
+        if plan.factory == index.factory and index.tombstone_share:
+            reason = f"{index.tombstone_share:.0%} of its graph nodes are erased templates"
+        else:
+            reason = f"it no longer suits {len(index)} faces"
+        log.warning("index %s: %s; rebuilding it as %s in the background", index.factory, reason, plan.factory)
+        self._rebuild_thread = threading.Thread(
+            target=self._rebuild_in_background, args=(plan,), name="facetrace-index-rebuild", daemon=True
+        )
+        self._rebuild_thread.start()
+
+    def _rebuild_in_background(self, plan: IndexPlan) -> None:
+        try:
+            self._build_and_swap(plan)
+        except Exception:  # the old index still answers; tried again in 10 minutes
+            self._rebuild_failed_at = time.monotonic()
+            log.exception("background index rebuild failed")
+
+    def wait_for_index_rebuild(self, timeout: float | None = None) -> bool:
+        """Wait for a background index rebuild to finish; return True when none is running any more."""
+        thread = self._rebuild_thread
+        if thread is not None:
+            thread.join(timeout)
+            return not thread.is_alive()
+        return True
+
+    def _build_and_swap(self, plan: IndexPlan, progress: ProgressFn | None = None) -> int:
+        """Build a FAISS index of ``plan`` from the database while the current one keeps answering, then
+        replace it (and its file, atomically); return how many faces it holds."""
+        started = time.perf_counter()
+        ids = np.fromiter((r[0] for r in self._face_rows()), dtype=np.int64)
+        new = FaissIndex(self._dim, path=self.index_path, plan=plan)
+        new.vector_source = self._vectors
+        if len(ids):
+            self._fill_index(new, ids, progress)
         with self._lock:
-            self.index_path.unlink(missing_ok=True)
-            self._index = None
-            self._version = -1
-            return len(self.index())
+            version = self.db.gallery_version()
+            self._sync_index(new)  # changes made while it was being built
+            new.save()
+            old, self._index, self._version = self._index, new, version
+        if old is not None and old is not new:
+            old.close()
+        log.warning("index rebuilt as %s: %d faces in %.1fs", plan.factory, len(new), time.perf_counter() - started)
+        return len(new)
+
+    def rebuild_index(self, *, factory: str | None = None, progress: ProgressFn | None = None) -> int:
+        """Rebuild the index from the database; return how many faces it holds.
+
+        FAISS: a new index (``factory``, else the configured or automatic choice for the gallery's size)
+        is built while the current one keeps answering, then replaces it. ``factory="auto"`` returns to
+        the automatic choice. Milvus: this model's templates are deleted and inserted again.
+
+        Raises:
+            ConfigError: the vector database cannot be opened, or ``factory`` is not a valid FAISS factory.
+        """
+        if self.settings.vector_url:
+            with self._lock:
+                index = self._open_index()
+                if isinstance(index, MilvusIndex):
+                    index.clear()
+                self._index, self._version = index, -1
+                return len(self.index())
+        self.wait_for_index_rebuild()
+        settings = self.settings
+        if factory is not None:
+            settings = settings.model_copy(update={"index_factory": factory})
+        plan = plan_for(settings, self._face_count(), self._dim)
+        if factory is not None and configured_factory(settings) is None:
+            plan.configured = None
+        try:
+            FaissIndex(self._dim, plan=plan)  # check the factory before reading the database
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        return self._build_and_swap(plan, progress)
+
+    def migrate_index(self, vector_url: str, *, progress: ProgressFn | None = None, check: int = 100) -> dict[str, Any]:
+        """Copy this model's templates into the vector database at ``vector_url`` (Milvus); return what was
+        copied and a check against the current index.
+
+        The exact float32 templates come from the database (a compressed FAISS index holds only
+        approximations); the face ids are those of the current index, brought in line with the database
+        first. Idempotent: templates already at the target are kept, ones no longer in the gallery are
+        removed. The check searches ``check`` stored templates in both indexes and compares the best hits.
+
+        Raises:
+            ConfigError: ``vector_url`` is not a Milvus URL, is the current backend, or cannot be opened.
+        """
+        if not vector_url.startswith(("milvus://", "milvus+http://", "milvus+https://", "milvus-lite://")):
+            raise ConfigError("migrate to a milvus://host:port/collection or milvus-lite:///path/file.db URL")
+        if vector_url == self.settings.vector_url:
+            raise ConfigError("that vector URL is the current index already")
+        started = time.perf_counter()
+        with self._lock:
+            source = self.index()
+            source_ids = np.unique(source.ids())
+        target = open_vector_index(self.settings.model_copy(update={"vector_url": vector_url}), self.model_id)
+        try:
+            held = np.unique(target.ids())
+            missing = np.setdiff1d(source_ids, held)
+            extra = np.setdiff1d(held, source_ids)
+            if len(extra):
+                target.remove(extra)
+            if len(missing):
+                self._fill_index(target, missing, progress)
+            target.save()
+            sample = np.random.default_rng(0).choice(source_ids, size=min(check, len(source_ids)), replace=False)
+            agree = 0
+            if len(sample):
+                vectors = self._vectors(np.sort(sample))
+                vectors = vectors[~np.isnan(vectors[:, 0])]
+                with self._lock:
+                    _, source_hits = source.search(vectors, 1)
+                _, target_hits = target.search(vectors, 1)
+                agree = int((source_hits[:, 0] == target_hits[:, 0]).sum())
+            result = {
+                "target": target.describe(),
+                "faces": int(len(source_ids)),
+                "copied": int(len(missing)),
+                "already_there": int(len(source_ids) - len(missing)),
+                "removed_from_target": int(len(extra)),
+                "target_count": len(target),
+                "check": {"searched": int(len(sample)), "same_best_hit": agree},
+                "seconds": round(time.perf_counter() - started, 1),
+            }
+        finally:
+            target.close()
+        return result
 
     # -- enrollment -------------------------------------------------------------------------
     def enroll(
@@ -187,7 +392,8 @@ class Gallery:
                 try:
                     data = path.read_bytes()
                 except OSError as exc:
-                    outcome.errors.append({"file": str(path), "error": f"cannot read ({exc.strerror})"})
+                    reason = f"cannot read ({exc.strerror})"
+                    outcome.errors.append({"file": str(path), "person": item.external_id, "error": reason})
                     done += 1
                     continue
                 digest = sha256_bytes(data)
@@ -258,7 +464,8 @@ class Gallery:
             self.db.bump_gallery_version(session)
         outcome.images_enrolled += 1
         with self._lock:
-            if self._index is not None:
+            # A search in another thread may already have synced this face in from the database.
+            if self._index is not None and face_row.id not in self._person_of:
                 self._index.add(np.array([face_row.id]), face.embedding[None, :])
                 self._person_of[face_row.id] = person.id
                 self._version = self.db.gallery_version()
@@ -296,8 +503,9 @@ class Gallery:
     # -- search -----------------------------------------------------------------------------
     def gallery_size(self) -> int:
         """Return the number of persons with at least one template of the current model."""
-        self.index()
-        return len(set(self._person_of.values()))
+        with self._lock:
+            self.index()
+            return len(set(self._person_of.values()))
 
     def detect(self, data: bytes, name: str = "image") -> list[DetectedFace]:
         """Return every face in encoded image ``data``. Raises ImageError for bad images."""
@@ -315,22 +523,27 @@ class Gallery:
 
     def search_faces(self, faces: list[DetectedFace], *, top_k: int = 5) -> dict[str, Any]:
         """Search already analysed faces; return gallery facts and, per face, its candidates."""
-        index = self.index()
-        n_persons = len(set(self._person_of.values()))
+        context = self._decision_context()
+        hits = self._hits([f.embedding for f in faces], top_k)
+        out_faces = [
+            self._face_result(face, face_hits, context.threshold, context.n_persons)
+            for face, face_hits in zip(faces, hits, strict=True)
+        ]
+        return {**context.header, "faces": out_faces}
+
+    def _decision_context(self) -> _DecisionContext:
+        """Return the gallery size, the policy threshold and the JSON header that explains it."""
+        with self._lock:  # an enrollment in another thread may be adding to _person_of
+            self.index()
+            n_persons = len(set(self._person_of.values()))
         policy = self.settings.policy_fpir
         threshold = self.calibration.threshold(policy, max(1, n_persons))
-        out_faces = []
-        if faces and len(index):
-            k = min(len(index), max(4 * top_k, top_k + 20))
-            scores, ids = index.search(np.vstack([f.embedding for f in faces]), k)
-        for number, face in enumerate(faces):
-            hits = rank_persons(scores[number], ids[number], self._person_of, top_k) if len(index) else []
-            out_faces.append(self._face_result(face, hits, threshold, n_persons))
-        return {
+        header = {
             "gallery": {"persons": n_persons, "model_id": self.model_id},
             "policy": {
                 "target_fpir": policy,
                 "threshold": round(threshold, 4),
+                "calibrated": self.calibrated,
                 "min_quality": self.settings.min_quality,
                 "explanation": (
                     f"a candidate is a match when its score is at least {threshold:.3f}: at that score, "
@@ -338,23 +551,46 @@ class Gallery:
                     f"candidate this strong {policy:.2%} of the time"
                 ),
             },
-            "faces": out_faces,
         }
+        return _DecisionContext(n_persons, threshold, header)
+
+    def _hits(self, embeddings: list[np.ndarray], top_k: int) -> list[list[Any]]:
+        """Return, per probe template, up to ``top_k`` ranked person hits from the index."""
+        # Under the lock: FAISS must not search while another thread adds to the same index.
+        with self._lock:
+            index = self.index()
+            if not embeddings or not len(index):
+                return [[] for _ in embeddings]
+            k = min(len(index), max(4 * top_k, top_k + 20))
+            scores, ids = index.search(np.vstack(embeddings), k)
+            found = np.unique(ids[ids >= 0])
+            vectors_of = dict(zip(found.tolist(), self._vectors(found), strict=True))
+            return [
+                rank_persons(embeddings[n], scores[n], ids[n], self._person_of, vectors_of, self.scorer, top_k)
+                for n in range(len(embeddings))
+            ]
 
     def _face_result(self, face: DetectedFace, hits: list[Any], threshold: float, n_persons: int) -> dict[str, Any]:
+        return {**face.as_dict(), **self._decisions(face.quality.score, hits, threshold, n_persons)}
+
+    def _decisions(self, quality: float, hits: list[Any], threshold: float, n_persons: int) -> dict[str, Any]:
+        """Return ``quality_ok``, the calibrated ``candidates`` and the ``match`` of one probe
+        (a face, or a video track's template with the quality of its best face)."""
         persons = self._persons({h.person_id for h in hits})
-        quality_ok = face.quality.score >= self.settings.min_quality
+        quality_ok = quality >= self.settings.min_quality
         candidates = []
         for rank, hit in enumerate(hits, start=1):
             person = persons[hit.person_id]
             fmr = self.calibration.fmr(hit.score)
             fpir = self.calibration.fpir(hit.score, max(1, n_persons))
             above = hit.score >= threshold
-            is_match = above and quality_ok and rank == 1
-            if not above:
+            is_match = above and quality_ok and rank == 1 and self.calibrated
+            if not self.calibrated:
+                reason = f"no calibration for model {self.model_id}: scores cannot be turned into match decisions"
+            elif not above:
                 reason = f"score {hit.score:.3f} below the threshold {threshold:.3f}"
             elif not quality_ok:
-                reason = f"probe quality {face.quality.score:.0f} below the minimum {self.settings.min_quality:.0f}"
+                reason = f"probe quality {quality:.0f} below the minimum {self.settings.min_quality:.0f}"
             elif rank > 1:
                 reason = "above the threshold but not the best candidate"
             else:
@@ -365,6 +601,7 @@ class Gallery:
                     "person": person,
                     "face_id": hit.face_id,
                     "score": round(hit.score, 4),
+                    "similarity": round(getattr(hit, "raw", hit.score), 4),
                     "fmr": fmr,
                     "fpir": fpir,
                     "fpir_extrapolated": self.calibration.extrapolated(hit.score),
@@ -373,7 +610,7 @@ class Gallery:
                 }
             )
         match = candidates[0]["person"]["external_id"] if candidates and candidates[0]["match"] else None
-        return {**face.as_dict(), "quality_ok": quality_ok, "candidates": candidates, "match": match}
+        return {"quality_ok": quality_ok, "candidates": candidates, "match": match}
 
     def _persons(self, ids: set[int]) -> dict[int, dict[str, Any]]:
         if not ids:
@@ -381,6 +618,39 @@ class Gallery:
         with self.db.sessions() as session:
             rows = session.execute(select(Person).where(Person.id.in_(ids))).scalars()
             return {p.id: {"id": p.id, "external_id": p.external_id, "name": p.name} for p in rows}
+
+    # -- video ------------------------------------------------------------------------------
+    def search_video(
+        self,
+        source: str | Path | bytes,
+        *,
+        name: str | None = None,
+        top_k: int = 5,
+        progress: ProgressFn | None = None,
+        cancel: Any = None,
+        workers: int | None = None,
+        isolate: bool = False,
+    ) -> dict[str, Any]:
+        """Find, track and search every person in a video; see :func:`facetrace.gallery.video.search_video`."""
+        from facetrace.gallery.video import search_video
+
+        return search_video(
+            self, source, name=name, top_k=top_k, progress=progress, cancel=cancel, workers=workers, isolate=isolate
+        )
+
+    def enroll_video(
+        self,
+        item: EnrollItem,
+        source: str | Path,
+        *,
+        progress: ProgressFn | None = None,
+        cancel: Any = None,
+        workers: int | None = None,
+    ) -> dict[str, Any]:
+        """Enroll the best faces of a video's longest track; see :func:`facetrace.gallery.video.enroll_video`."""
+        from facetrace.gallery.video import enroll_video
+
+        return enroll_video(self, item, source, progress=progress, cancel=cancel, workers=workers)
 
     # -- compare ----------------------------------------------------------------------------
     def compare(self, a: bytes, b: bytes, *, names: tuple[str, str] = ("A", "B")) -> dict[str, Any]:
@@ -396,20 +666,33 @@ class Gallery:
             if not found:
                 raise NoFaceError(f"{name}: no face found")
             faces.append(found[0])
-        score = float(np.dot(faces[0].embedding, faces[1].embedding))
+        similarity = float(np.dot(faces[0].embedding, faces[1].embedding))
+        score = float(self.scorer.scores(faces[0].embedding[None, :], faces[1].embedding[None, :])[0, 0])
         fmr = self.calibration.fmr(score)
         threshold = self.calibration.threshold(self.settings.verify_fmr, 1)
         return {
             "score": round(score, 4),
+            "similarity": round(similarity, 4),
             "fmr": fmr,
             "threshold": round(threshold, 4),
             "target_fmr": self.settings.verify_fmr,
-            "match": score >= threshold,
+            "match": score >= threshold and self.calibrated,
+            "calibrated": self.calibrated,
             "faces": [f.as_dict() for f in faces],
         }
 
     # -- persons ----------------------------------------------------------------------------
-    def list_persons(self, *, offset: int = 0, limit: int = 100, query: str | None = None) -> list[dict[str, Any]]:
+    def list_persons(
+        self,
+        *,
+        offset: int = 0,
+        limit: int = 100,
+        query: str | None = None,
+        source: str | None = None,
+        legal_basis: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Return persons ordered by external id, with their face counts; ``query`` matches a part of
+        the name or external id, ``source`` and ``legal_basis`` match exactly."""
         with self.db.sessions() as session:
             stmt = (
                 select(Person, func.count(Face.id))
@@ -420,6 +703,10 @@ class Gallery:
             if query:
                 like = f"%{query}%"
                 stmt = stmt.where(Person.name.ilike(like) | Person.external_id.ilike(like))
+            if source is not None:
+                stmt = stmt.where(Person.source == source)
+            if legal_basis is not None:
+                stmt = stmt.where(Person.legal_basis == legal_basis)
             rows = session.execute(stmt.offset(offset).limit(limit)).all()
             return [{**_person_dict(p), "faces": int(n)} for p, n in rows]
 
@@ -448,6 +735,8 @@ class Gallery:
 
     def delete_person(self, external_id: str) -> dict[str, Any]:
         """Erase a person: database rows, index entries and media files. Raises NotFoundError."""
+        # Open the index first: otherwise a fresh process would leave the erased templates in the file.
+        self.index()
         with self.db.session() as session:
             person = session.execute(select(Person).where(Person.external_id == external_id)).scalar()
             if person is None:
@@ -466,6 +755,7 @@ class Gallery:
         with self.db.sessions() as session:
             still_used = set(session.execute(select(Image.media_path).where(Image.media_path.in_(media))).scalars())
         removed = sum(self.media.delete(rel) for rel in media if rel not in still_used)
+        self.db.purge_deleted()
         return {"external_id": external_id, "faces_removed": len(face_ids), "media_files_removed": removed}
 
     def iter_faces(self) -> Iterator[tuple[int, int, np.ndarray]]:
@@ -502,7 +792,12 @@ class Gallery:
         }
 
     def close(self) -> None:
+        if not self.wait_for_index_rebuild(0):
+            log.warning("waiting for the index rebuild to finish")
+            self.wait_for_index_rebuild()
         self._save_index()
+        if self._index is not None:
+            self._index.close()
         self.db.dispose()
 
 

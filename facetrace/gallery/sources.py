@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -97,18 +98,25 @@ def read_manifest(path: Path) -> tuple[list[EnrollItem], list[SourceProblem]]:
         raise ManifestError(f"{path.name}: cannot read manifest ({exc.strerror})") from None
     if "\x00" in text:
         raise ManifestError(f"{path.name}: manifest is not text")
+    # newline="": a quoted field may hold line breaks (an address, a note); keep them, and
+    # number each row by the line where it starts.
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    rows: list[tuple[int, dict[str | Any, str | Any]]] = []
     try:
-        rows = list(csv.DictReader(text.splitlines()))
+        header = [c.strip() for c in (reader.fieldnames or [])]
+        start = reader.line_num + 1
+        for raw in reader:
+            rows.append((start, raw))
+            start = reader.line_num + 1
     except csv.Error as exc:
         raise ManifestError(f"{path.name}: not valid CSV ({exc})") from None
-    header = [c.strip() for c in (csv.DictReader(text.splitlines()).fieldnames or [])]
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
         raise ManifestError(f"{path.name}: missing column(s) {', '.join(missing)}")
     base = path.parent
     items: dict[str, EnrollItem] = {}
     problems: list[SourceProblem] = []
-    for number, raw in enumerate(rows, start=2):
+    for number, raw in rows:
         row = {(k or "").strip(): (v or "").strip() if isinstance(v, str) else "" for k, v in raw.items()}
         where = f"{path.name} line {number}"
         empty = [c for c in REQUIRED_COLUMNS if not row.get(c)]

@@ -1,6 +1,12 @@
-"""Index layer: vector search backends over L2-normalised templates (inner product = cosine)."""
+"""Index layer: vector search backends over L2-normalised templates (inner product = cosine).
 
+FAISS in the data home by default (:mod:`facetrace.index.faiss_index`, index type chosen by gallery
+size), Milvus when ``FACETRACE_VECTOR_URL`` is set (:mod:`facetrace.index.milvus_index`); the
+configured one is opened with :func:`open_vector_index`.
+"""
+
+from facetrace.index.backends import faiss_index_path, open_vector_index, plan_for
 from facetrace.index.base import VectorIndex
-from facetrace.index.faiss_index import FaissIndex
+from facetrace.index.faiss_index import FaissIndex, IndexPlan, choose_plan
 
-__all__ = ["FaissIndex", "VectorIndex"]
+__all__ = ["FaissIndex", "IndexPlan", "VectorIndex", "choose_plan", "faiss_index_path", "open_vector_index", "plan_for"]

@@ -12,7 +12,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, event, select
+from sqlalchemy import Integer, String, cast, create_engine, event, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -39,6 +39,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA synchronous=NORMAL")
+    # Erasure must not leave deleted rows (templates, names) readable in free pages of the file.
+    cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
 
 
@@ -101,16 +103,33 @@ class Database:
     @staticmethod
     def bump_gallery_version(session: Session) -> None:
         """Record, in the caller's transaction, that the gallery's faces changed."""
-        row = session.get(Meta, GALLERY_VERSION)
-        if row is None:
+        # Incremented in SQL, not read-modify-write: two concurrent writers on PostgreSQL (read
+        # committed) would otherwise both write the same number and one change would go unseen.
+        bumped = session.execute(
+            update(Meta)
+            .where(Meta.key == GALLERY_VERSION)
+            .values(value=cast(cast(Meta.value, Integer) + 1, String))
+            .execution_options(synchronize_session=False)
+        )
+        if not bumped.rowcount:  # type: ignore[attr-defined]
             session.add(Meta(key=GALLERY_VERSION, value="1"))
-        else:
-            row.value = str(int(row.value) + 1)
+            session.flush()
 
     def gallery_version(self) -> int:
         with self.sessions() as session:
             value = session.execute(select(Meta.value).where(Meta.key == GALLERY_VERSION)).scalar()
             return int(value) if value else 0
+
+    def purge_deleted(self) -> None:
+        """SQLite: move committed changes into the database file and empty the write-ahead log, so
+        that old copies of erased rows do not linger there. Best effort; no-op on other databases."""
+        if self.engine.dialect.name != "sqlite":
+            return
+        try:
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        except OperationalError as exc:  # busy: the next checkpoint will do it
+            log.info("WAL checkpoint after erasure postponed: %s", exc.orig)
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -15,6 +15,8 @@ import numpy as np
 from facetrace.vision import models
 
 DetectorName = Literal["hog", "cnn"]
+# The CNN (MMOD) detector needs at least this many pixels on each side; no face fits in fewer.
+CNN_MIN_SIDE = 20
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,8 @@ def detect_hog(image: np.ndarray, *, max_side: int = 1024, upsample: int | None 
 def detect_cnn(image: np.ndarray, *, max_side: int = 1024, upsample: int | None = None) -> list[Detection]:
     """Return detections of dlib's CNN (MMOD) detector: slower, better on hard poses."""
     work, scale = _working_copy(image, max_side)
+    if min(work.shape[:2]) < CNN_MIN_SIDE:
+        return []  # dlib's network raises (and can corrupt its heap) on images this thin
     if upsample is None:
         upsample = 1 if max(work.shape[:2]) <= 640 else 0
     found = models.cnn_detector()(work, upsample)

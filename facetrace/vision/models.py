@@ -51,6 +51,11 @@ def landmarks5() -> Any:
 
 
 @cache
+def landmarks68() -> Any:
+    return dlib.shape_predictor(str(model_path("shape_predictor_68_face_landmarks.dat")))
+
+
+@cache
 def resnet_descriptor() -> Any:
     return dlib.face_recognition_model_v1(str(model_path("dlib_face_recognition_resnet_model_v1.dat")))
 
@@ -58,5 +63,6 @@ def resnet_descriptor() -> Any:
 MODEL_FILES = (
     "mmod_human_face_detector.dat",
     "shape_predictor_5_face_landmarks.dat",
+    "shape_predictor_68_face_landmarks.dat",
     "dlib_face_recognition_resnet_model_v1.dat",
 )

@@ -43,8 +43,8 @@ class TrackerConfig:
     iou_min: float = 0.2
     max_gap_s: float = 1.0
     relink_gap_s: float = 2.0
-    continuity_score: float = 0.85
-    relink_score: float = 0.93
+    continuity_score: float = 0.84  # cosine of FMR 0.5 for dlib-resnet-v1+flip
+    relink_score: float = 0.93  # cosine of FMR 0.001 for dlib-resnet-v1+flip
     keep_best: int = 5
     segment_gap_s: float = 0.5  # sightings further apart than this start a new segment
 

@@ -135,6 +135,7 @@ class VideoStats:
     scene_changes: int = 0
     faces: int = 0
     seconds_read: float = 0.0  # timestamp of the last frame read
+    analysis_cpu_s: float = 0.0  # CPU time spent detecting and embedding, in whichever process
     wall_s: float = 0.0
     workers: int = 1
     warnings: list[str] = field(default_factory=list)
@@ -151,6 +152,7 @@ class VideoStats:
             "scene_changes": self.scene_changes,
             "faces": self.faces,
             "wall_s": round(self.wall_s, 3),
+            "analysis_cpu_s": round(self.analysis_cpu_s, 3),
             "speed": round(self.seconds_read / self.wall_s, 3) if self.wall_s > 0 else None,
             "workers": self.workers,
             "warnings": list(self.warnings),
@@ -387,7 +389,8 @@ def sample_frames(
             stats.frames_failed += 1
             continue
         stats.frames_decoded += 1
-        if bgr.shape[0] != info.height or bgr.shape[1] != info.width:
+        # A phone video's rotation flag may turn frames a quarter turn: either way round is fine.
+        if (bgr.shape[0], bgr.shape[1]) not in ((info.height, info.width), (info.width, info.height)):
             raise VideoError(
                 f"{info.name}: frame {index} is {bgr.shape[1]}x{bgr.shape[0]}, not {info.width}x{info.height}"
             )
@@ -405,7 +408,10 @@ def sample_frames(
             cut_pending = False
     if stats.frames_read == 0 or stats.frames_decoded == 0:
         raise VideoError(f"{info.name}: no frame could be decoded (truncated or corrupt file)")
-    if info.frame_count and stats.frames_read < 0.98 * info.frame_count - 1:
+    # Both counts and times must fall short: a variable-frame-rate stream holds fewer frames
+    # than duration x nominal rate without being truncated.
+    short = info.frame_count and stats.frames_read < 0.98 * info.frame_count - 1
+    if short and stats.seconds_read < 0.98 * info.duration_s:
         stats.warnings.append(
             f"the video ended after {stats.frames_read} of the {info.frame_count} frames its header declares: "
             "the file looks truncated, and only the part before the break was searched"
@@ -414,6 +420,9 @@ def sample_frames(
 
 # ---------------------------------------------------------------------------------------------
 # Analysis of one frame (in a worker process or in this one)
+
+
+VIDEO_DETECT_MAX_SIDE = 1280  # 720p frames are searched at full size
 
 
 class VideoFaceAnalyzer(FaceAnalyzer):
@@ -426,6 +435,7 @@ class VideoFaceAnalyzer(FaceAnalyzer):
 
     def __init__(self, *, upsample: int = -1, **options: Any) -> None:
         options.setdefault("cnn_fallback", False)
+        options.setdefault("detect_max_side", VIDEO_DETECT_MAX_SIDE)
         super().__init__(**options)
         self.upsample = upsample
 
@@ -440,33 +450,39 @@ class VideoFaceAnalyzer(FaceAnalyzer):
 
 
 def build_video_analyzer(options: dict[str, Any]) -> VideoFaceAnalyzer:
-    """Return a :class:`VideoFaceAnalyzer` from plain options (picklable for worker processes):
-    ``detector``, ``detect_max_side``, ``upsample``, ``embedder`` (``dlib`` or ``dlib-onnx``)
-    and ``flip``.
+    """Return a :class:`VideoFaceAnalyzer` from picklable options (what worker processes get):
+    ``upsample`` and any :class:`FaceAnalyzer` keyword (``detector``, ``detect_max_side``,
+    ``embedder``...)."""
+    return VideoFaceAnalyzer(**options)
+
+
+def video_analyzer_options(analyzer: FaceAnalyzer, *, upsample: int = -1) -> dict[str, Any]:
+    """Return options that rebuild ``analyzer``'s face model for video, in any process: same
+    detector, embedder and alignment (so the same model id), video detection settings, and
+    dlib's own embedder swapped for its ONNX run (same templates, ~15x faster).
 
     Raises:
-        ConfigError: an unknown embedder (video supports dlib's descriptor, run by dlib or ONNX).
+        ConfigError: the video analyzer would not reproduce ``analyzer``'s model id.
     """
     from facetrace.errors import ConfigError
-    from facetrace.vision.embed import DlibResnetEmbedder, Embedder
+    from facetrace.vision.dlib_onnx import OnnxDlibResnetEmbedder
+    from facetrace.vision.embed import DlibResnetEmbedder
 
-    kind = options.get("embedder", "dlib-onnx")
-    flip = bool(options.get("flip", True))
-    embedder: Embedder
-    if kind == "dlib-onnx":
-        from facetrace.vision.dlib_onnx import OnnxDlibResnetEmbedder
-
-        embedder = OnnxDlibResnetEmbedder(flip=flip)
-    elif kind == "dlib":
-        embedder = DlibResnetEmbedder(flip=flip)
-    else:
-        raise ConfigError(f"video analysis does not support the embedder {kind!r}")
-    return VideoFaceAnalyzer(
-        detector=options.get("detector", "hog"),
-        detect_max_side=int(options.get("detect_max_side", 1280)),
-        upsample=int(options.get("upsample", -1)),
-        embedder=embedder,
-    )
+    embedder = analyzer.embedder
+    if isinstance(embedder, DlibResnetEmbedder) and not embedder.jitter:
+        embedder = OnnxDlibResnetEmbedder(flip=embedder.flip)
+    options: dict[str, Any] = {
+        "detector": analyzer.detector,
+        "max_pixels": analyzer.max_pixels,
+        "upsample": upsample,
+        "embedder": embedder,
+    }
+    for name in ("second_alignment",):  # alignment options of the pipeline, where it has them
+        if hasattr(analyzer, name):
+            options[name] = getattr(analyzer, name)
+    if build_video_analyzer(options).model_id != analyzer.model_id:
+        raise ConfigError(f"video analysis cannot reproduce the face model {analyzer.model_id}")
+    return options
 
 
 def face_crop(
@@ -517,14 +533,21 @@ def _init_worker(options: dict[str, Any]) -> None:
     _worker_analyzer = build_video_analyzer(options)
 
 
-def _analyze_in_worker(frame: SampledFrame) -> list[Observation] | str:
-    assert _worker_analyzer is not None
+def _analyze_safely(analyzer: FaceAnalyzer, frame: SampledFrame) -> tuple[list[Observation] | str, float]:
+    """Return the frame's faces (or why it failed) and the CPU seconds spent on it."""
+    started = time.process_time()
     try:
-        return analyze_frame(_worker_analyzer, frame)
+        result: list[Observation] | str = analyze_frame(analyzer, frame)
     except FacetraceError:
         raise
     except Exception as exc:  # one bad frame must not lose the whole video
-        return f"frame {frame.index}: {type(exc).__name__}: {exc}"
+        result = f"frame {frame.index}: {type(exc).__name__}: {exc}"
+    return result, time.process_time() - started
+
+
+def _analyze_in_worker(frame: SampledFrame) -> tuple[list[Observation] | str, float]:
+    assert _worker_analyzer is not None
+    return _analyze_safely(_worker_analyzer, frame)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -540,6 +563,7 @@ def analyze_video(
     tracking: TrackerConfig | None = None,
     analyzer_options: dict[str, Any] | None = None,
     workers: int = 1,
+    isolate: bool = False,
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
 ) -> VideoAnalysis:
@@ -547,6 +571,8 @@ def analyze_video(
 
     ``workers`` > 1 analyses frames in that many processes while this one decodes (short
     videos are analysed here anyway: starting workers costs more than it saves).
+    ``isolate`` always analyses in worker processes, however short the video and even with
+    one worker: a server keeps the face models out of its own threads that way.
     ``progress(frames_done, frames_total, errors)`` is called as frames are analysed
     (``frames_total`` is 0 when the header does not say). ``cancel`` is a
     ``threading.Event`` or a callable; once set, the work stops at the next frame.
@@ -566,13 +592,15 @@ def analyze_video(
             tracker = Tracker(tracking)
             expected = info.duration_s * (sampling or SamplingConfig()).sample_fps
             use = max(1, workers)
-            if use > 1 and info.frame_count and expected < 8 * use:
+            if use > 1 and not isolate and info.frame_count and expected < 8 * use:
                 use = 1
             stats.workers = use
             frames = sample_frames(cap, info, limits=limits, sampling=sampling, stats=stats, cancel=cancel)
             total = info.frame_count
 
-            def consume(frame: SampledFrame, result: list[Observation] | str) -> None:
+            def consume(frame: SampledFrame, outcome: tuple[list[Observation] | str, float]) -> None:
+                result, cpu_s = outcome
+                stats.analysis_cpu_s += cpu_s
                 if isinstance(result, str):
                     stats.frames_failed += 1
                     if len(stats.warnings) < 20:
@@ -583,10 +611,10 @@ def analyze_video(
                 if progress:
                     progress(min(frame.index + 1, total) if total else frame.index + 1, total, stats.frames_failed)
 
-            if use == 1:
+            if use == 1 and not isolate:
                 analyzer = build_video_analyzer(options)
                 for frame in frames:
-                    consume(frame, analyze_frame(analyzer, frame))
+                    consume(frame, _analyze_safely(analyzer, frame))
                     frame.image = None
             else:
                 _run_pool(frames, options, use, consume, cancel)
@@ -602,7 +630,7 @@ def _run_pool(
     frames: Iterator[SampledFrame],
     options: dict[str, Any],
     workers: int,
-    consume: Callable[[SampledFrame, list[Observation] | str], None],
+    consume: Callable[[SampledFrame, tuple[list[Observation] | str, float]], None],
     cancel: CancelFn | None,
 ) -> None:
     # forkserver: workers never inherit this process's threads (FAISS/OpenMP, an HTTP server).

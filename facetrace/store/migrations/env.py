@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from alembic import context
 from sqlalchemy import create_engine
 
+import facetrace.store.accounts  # noqa: F401  (registers the accounts and audit tables on Base)
+import facetrace.store.jobs  # noqa: F401
 from facetrace.store.models import Base
+
+with contextlib.suppress(ImportError):  # being written
+    import facetrace.store.workflow_models  # noqa: F401
 
 config = context.config
 target_metadata = Base.metadata

@@ -1,0 +1,157 @@
+"""Every API error is ``{"error": {"code", "message"}}`` with a fitting status: never a stack trace.
+
+Handlers cover facetrace's own errors, HTTP errors raised by the framework (unknown route 404,
+405, 413), request validation (422) and anything unexpected (500, logged server-side only).
+A pure ASGI middleware refuses request bodies over the size limit before they are read.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from facetrace.errors import FacetraceError, ImageError
+
+log = logging.getLogger(__name__)
+
+STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+    429: "too_many_attempts",
+    500: "internal",
+    503: "unavailable",
+}
+
+
+class UnsupportedMediaType(ImageError):
+    """An upload whose content (sniffed from its bytes, not its name) is not a supported image."""
+
+    code = "unsupported_media_type"
+    status = 415
+
+
+class InvalidRequest(FacetraceError):
+    """A request that passed schema validation but is still unusable (a blank field, bad JSON text...)."""
+
+    code = "invalid_request"
+    status = 422
+
+
+class Unauthorized(FacetraceError):
+    code = "unauthorized"
+    status = 401
+
+
+class BodyTooLarge(StarletteHTTPException):
+    """Raised while a body streams in past the limit. An HTTPException, so that FastAPI's body
+    parsing re-raises it instead of turning it into a 400."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"the request body grew past the limit of {limit:,} bytes")
+
+
+def error_body(code: str, message: str) -> dict[str, Any]:
+    """Return the JSON error body."""
+    return {"error": {"code": code, "message": message}}
+
+
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(error_body(code, message), status_code=status, headers=headers)
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:10]:
+        loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "header", "cookie")]
+        where = ".".join(loc) or "request"
+        parts.append(f"{where}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts) or "invalid request"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the JSON error handlers on ``app``."""
+
+    @app.exception_handler(FacetraceError)
+    async def facetrace_error(_request: Request, exc: FacetraceError) -> JSONResponse:
+        headers = None
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:
+            headers = {"Retry-After": str(retry_after)}
+        elif exc.status == 401:
+            headers = {"WWW-Authenticate": "Bearer"}
+        return error_response(exc.status, exc.code, exc.message, headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = STATUS_CODES.get(exc.status_code, "error")
+        message = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
+        if exc.status_code == 404 and message == "Not Found":
+            message = "no such resource"
+        elif exc.status_code == 405:
+            message = "method not allowed on this resource"
+        return error_response(exc.status_code, code, message, dict(exc.headers or {}) or None)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(422, "invalid_request", _validation_message(exc))
+
+    @app.exception_handler(Exception)
+    async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+        log.error("internal error on %s %s", request.method, request.url.path, exc_info=exc)
+        return error_response(500, "internal", "internal error; the server log has the details")
+
+
+class BodyLimitMiddleware:
+    """Refuse request bodies over ``limit_for(path)`` bytes with a JSON 413.
+
+    A declared Content-Length over the limit is refused before anything is read; a body that
+    streams in without one is counted and stopped at the limit.
+    """
+
+    def __init__(self, app: ASGIApp, limit_for: Callable[[str], int]) -> None:
+        self.app = app
+        self.limit_for = limit_for
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.limit_for(scope.get("path", ""))
+        declared = None
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = None
+        if declared is not None and declared > limit:
+            response = error_response(413, "too_large", f"the request body is larger than the limit of {limit:,} bytes")
+            await response(scope, receive, send)
+            return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge(limit)
+            return message
+
+        await self.app(scope, limited_receive, send)

@@ -1,0 +1,254 @@
+"""Persons of the gallery and their reference images: create, list, show, update, erase, export.
+
+Bulk imports (a manifest with many photos) run as background jobs: see ``POST /jobs/import``.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
+from fastapi.responses import FileResponse
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+
+from facetrace.api.deps import Actor, audited, get_service, read_image_upload, require_roles
+from facetrace.api.errors import InvalidRequest
+from facetrace.api.service import Service
+from facetrace.errors import ConflictError, NoFaceError, NotFoundError
+from facetrace.gallery.service import EnrollOutcome
+from facetrace.gallery.sources import EnrollItem
+from facetrace.store.models import Image, Person
+
+router = APIRouter(prefix="/persons", tags=["persons"])
+readers = require_roles("intake", "examiner", "reviewer")
+intake = require_roles("intake")
+MAX_IMAGES_PER_REQUEST = 20
+MEDIA_TYPES = {".jpg": "image/jpeg", ".png": "image/png", ".webp": "image/webp", ".bmp": "image/bmp"}
+MEDIA_TYPES.update({".tif": "image/tiff", ".gif": "image/gif", ".jpeg": "image/jpeg", ".tiff": "image/tiff"})
+
+
+class PersonUpdate(BaseModel):
+    name: str | None = Field(default=None, min_length=1, max_length=300)
+    metadata: dict[str, Any] | None = None
+    source: str | None = Field(default=None, min_length=1, max_length=300)
+    legal_basis: str | None = Field(default=None, min_length=1, max_length=300)
+    collected_at: datetime | None = None
+
+
+def _person_id(service: Service, external_id: str) -> int:
+    with service.db.sessions() as session:
+        pid = session.execute(select(Person.id).where(Person.external_id == external_id)).scalar()
+    if pid is None:
+        raise NotFoundError(f"no person with id {external_id!r}")
+    return int(pid)
+
+
+def _parse_metadata(text: str | None) -> dict[str, Any]:
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidRequest(f"metadata is not valid JSON ({exc.msg})") from None
+    if not isinstance(value, dict):
+        raise InvalidRequest("metadata must be a JSON object")
+    return value
+
+
+def _parse_date(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidRequest(f"collected_at {text!r} is not an ISO date") from None
+
+
+def _enroll_uploads(service: Service, item: EnrollItem, uploads: list[UploadFile]) -> tuple[EnrollOutcome, list[str]]:
+    """Enroll uploaded images for ``item``; return the outcome and the sha256 of each upload.
+
+    Raises:
+        FacetraceError: too many files, or an upload that is too large, empty or not an image.
+        NoFaceError: no image could be enrolled (nothing is stored then).
+    """
+    from facetrace.store.media import sha256_bytes
+
+    if not uploads:
+        raise InvalidRequest("send at least one image")
+    if len(uploads) > MAX_IMAGES_PER_REQUEST:
+        raise InvalidRequest(f"at most {MAX_IMAGES_PER_REQUEST} images per request; use an import job for more")
+    limit = service.settings.max_upload_bytes
+    files = [read_image_upload(u, limit) for u in uploads]
+    with tempfile.TemporaryDirectory(dir=service.settings.home, prefix=".upload-") as tmp:
+        for number, (data, name) in enumerate(files):
+            path = Path(tmp) / str(number) / name  # one folder per file: names may repeat
+            path.parent.mkdir()
+            path.write_bytes(data)
+            item.images.append(path)
+        outcome = service.gallery.enroll_uploads([item])
+    for error in outcome.errors:
+        error["file"] = Path(error["file"]).name
+    if outcome.images_enrolled == 0 and outcome.images_skipped == 0:
+        reasons = "; ".join(f"{e['file']}: {e['error']}" for e in outcome.errors)
+        raise NoFaceError(f"no image could be enrolled ({reasons})")
+    return outcome, [sha256_bytes(data) for data, _ in files]
+
+
+@router.get("")
+def list_persons(
+    offset: int = Query(0, ge=0),
+    limit: int = Query(50, ge=1, le=500),
+    q: str | None = Query(None, max_length=200, description="Part of the name or external id."),
+    source: str | None = Query(None, max_length=300),
+    legal_basis: str | None = Query(None, max_length=300),
+    actor: Actor = Depends(readers),
+    service: Service = Depends(get_service),
+) -> Any:
+    """List persons by external id, a page at a time; ``next_offset`` is null on the last page."""
+    with audited(service, actor, "person.list", query=q, source=source, legal_basis=legal_basis) as note:
+        rows = service.gallery.list_persons(
+            offset=offset, limit=limit + 1, query=q, source=source, legal_basis=legal_basis
+        )
+        items = rows[:limit]
+        note.records = [f"person:{p['id']}" for p in items]
+        note.detail["count"] = len(items)
+    return {
+        "items": items,
+        "offset": offset,
+        "limit": limit,
+        "next_offset": offset + limit if len(rows) > limit else None,
+    }
+
+
+@router.post("", status_code=201)
+def create_person(
+    external_id: str = Form(min_length=1, max_length=200),
+    name: str = Form(min_length=1, max_length=300),
+    source: str = Form(min_length=1, max_length=300, description="Provenance: where the photos come from."),
+    legal_basis: str = Form(min_length=1, max_length=300, description="The legal basis for holding them."),
+    collected_at: str | None = Form(None, description="ISO date the photos were collected."),
+    metadata: str | None = Form(None, description="A JSON object of further facts."),
+    images: list[UploadFile] = File(description="Reference photos (largest face of each is enrolled)."),
+    actor: Actor = Depends(intake),
+    service: Service = Depends(get_service),
+) -> Any:
+    """Create a person with reference photos (multipart). The person and their first image are
+    committed together: nobody ever sees a person without a face. 409 if the id exists."""
+    external_id = external_id.strip()
+    with audited(service, actor, "person.enroll", external_id=external_id) as note:
+        if not external_id:
+            raise InvalidRequest("external_id must not be blank")
+        item = EnrollItem(
+            external_id=external_id,
+            name=name.strip(),
+            images=[],
+            source=source.strip(),
+            legal_basis=legal_basis.strip(),
+            attributes=_parse_metadata(metadata),
+            collected_at=_parse_date(collected_at),
+        )
+        try:
+            _person_id(service, external_id)
+        except NotFoundError:
+            pass
+        else:
+            raise ConflictError(f"person {external_id!r} already exists; add images with POST /persons/ID/images")
+        outcome, digests = _enroll_uploads(service, item, images)
+        person = service.gallery.get_person(external_id)
+        note.records = [f"person:{person['id']}"]
+        note.detail.update(images=digests, **{k: v for k, v in outcome.as_dict().items() if k != "errors"})
+    return {"person": person, "enrolled": outcome.as_dict()}
+
+
+@router.get("/{external_id}")
+def show_person(external_id: str, actor: Actor = Depends(readers), service: Service = Depends(get_service)) -> Any:
+    """Show one person with their images and faces."""
+    with audited(service, actor, "person.view", external_id=external_id) as note:
+        person = service.gallery.get_person(external_id)
+        note.records = [f"person:{person['id']}"]
+    return person
+
+
+@router.post("/{external_id}/images", status_code=201)
+def add_images(
+    external_id: str,
+    images: list[UploadFile] = File(description="More reference photos."),
+    actor: Actor = Depends(intake),
+    service: Service = Depends(get_service),
+) -> Any:
+    """Add reference photos to an existing person (already enrolled photos are skipped)."""
+    with audited(service, actor, "person.enroll", external_id=external_id) as note:
+        current = service.gallery.get_person(external_id)
+        note.records = [f"person:{current['id']}"]
+        item = EnrollItem(
+            external_id=external_id,
+            name=current["name"],
+            images=[],
+            source=current["source"],
+            legal_basis=current["legal_basis"],
+        )
+        outcome, digests = _enroll_uploads(service, item, images)
+        note.detail.update(images=digests, **{k: v for k, v in outcome.as_dict().items() if k != "errors"})
+    return {"person": service.gallery.get_person(external_id), "enrolled": outcome.as_dict()}
+
+
+@router.patch("/{external_id}")
+def update_person(
+    external_id: str, body: PersonUpdate, actor: Actor = Depends(intake), service: Service = Depends(get_service)
+) -> Any:
+    """Change a person's name, metadata, provenance or collection date."""
+    changed = sorted(body.model_dump(exclude_unset=True))
+    with (
+        audited(service, actor, "person.update", external_id=external_id, fields=changed) as note,
+        service.db.session() as session,
+    ):
+        person = session.execute(select(Person).where(Person.external_id == external_id)).scalar()
+        if person is None:
+            raise NotFoundError(f"no person with id {external_id!r}")
+        note.records = [f"person:{person.id}"]
+        for field in changed:
+            value = getattr(body, field)
+            if value is None and field != "collected_at":
+                raise InvalidRequest(f"{field} cannot be null")
+            setattr(person, "attributes" if field == "metadata" else field, value)
+    return service.gallery.get_person(external_id)
+
+
+@router.delete("/{external_id}")
+def erase_person(external_id: str, actor: Actor = Depends(intake), service: Service = Depends(get_service)) -> Any:
+    """Erase a person: database rows, index entries and media files (as ``facetrace person delete``)."""
+    with audited(service, actor, "person.erase", external_id=external_id) as note:
+        note.records = [f"person:{_person_id(service, external_id)}"]
+        result = service.gallery.delete_person(external_id)
+        note.detail.update(result)
+    return result
+
+
+@router.get("/{external_id}/images/{image_id}/file")
+def export_image(
+    external_id: str, image_id: int, actor: Actor = Depends(readers), service: Service = Depends(get_service)
+) -> FileResponse:
+    """Download one stored reference photo (the original file)."""
+    with audited(service, actor, "image.export", external_id=external_id) as note:
+        with service.db.sessions() as session:
+            row = session.execute(
+                select(Image.media_path, Image.original_name, Person.id)
+                .join(Person, Person.id == Image.person_id)
+                .where(Image.id == image_id, Person.external_id == external_id)
+            ).first()
+        if row is None:
+            raise NotFoundError(f"person {external_id!r} has no image {image_id}")
+        media_path, original_name, person_id = row
+        note.records = [f"person:{person_id}", f"image:{image_id}"]
+        path = service.gallery.media.path(media_path)
+    return FileResponse(
+        path,
+        media_type=MEDIA_TYPES.get(path.suffix.lower(), "application/octet-stream"),
+        filename=original_name,
+        headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"},
+    )

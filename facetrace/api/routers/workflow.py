@@ -1,0 +1,455 @@
+"""The identification workflow over HTTP: reports, cases, leads, identifications, notifications.
+
+Thin: each route checks the caller's roles (:func:`require_roles`, the same roles the workflow
+service enforces again), turns the request into a :class:`facetrace.workflow.Workflow` call and
+returns its JSON. The service appends the audit events, refusals included, in its own
+transactions; the client address is their source.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, File, Query, UploadFile
+from pydantic import BaseModel, Field
+
+from facetrace.api.deps import Actor, get_service, read_image_upload, require_roles
+from facetrace.api.errors import InvalidRequest
+from facetrace.api.service import Service
+from facetrace.workflow import PhotoInput, Workflow
+from facetrace.workflow.common import (
+    APPROVE_ROLES,
+    MATCH_ROLES,
+    MERGE_ROLES,
+    READ_ROLES,
+    RECORD_ROLES,
+    REVIEW_ROLES,
+    SEND_ROLES,
+    WITHDRAW_ROLES,
+)
+
+router = APIRouter(tags=["workflow"])
+readers = require_roles(*READ_ROLES)
+recorders = require_roles(*RECORD_ROLES)
+matchers = require_roles(*MATCH_ROLES)
+reviewers = require_roles(*REVIEW_ROLES)
+mergers = require_roles(*MERGE_ROLES)
+withdrawers = require_roles(*WITHDRAW_ROLES)
+approvers = require_roles(*APPROVE_ROLES)
+senders = require_roles(*SEND_ROLES)
+MAX_PHOTOS_PER_REQUEST = 20
+MAX_TEXT = 20_000
+
+
+def _wf(service: Service, actor: Actor) -> Workflow:
+    return Workflow(service.gallery, source=actor.source)
+
+
+def _photos(service: Service, uploads: list[UploadFile]) -> list[PhotoInput]:
+    if not uploads:
+        raise InvalidRequest("send at least one photo")
+    if len(uploads) > MAX_PHOTOS_PER_REQUEST:
+        raise InvalidRequest(f"at most {MAX_PHOTOS_PER_REQUEST} photos per request")
+    out = []
+    for upload in uploads:
+        data, name = read_image_upload(upload, service.settings.max_upload_bytes)
+        out.append(PhotoInput(name, data))
+    return out
+
+
+def _page(rows: list[dict[str, Any]], offset: int, limit: int) -> dict[str, Any]:
+    return {
+        "items": rows[:limit],
+        "offset": offset,
+        "limit": limit,
+        "next_offset": offset + limit if len(rows) > limit else None,
+    }
+
+
+# -- bodies -----------------------------------------------------------------------------------------
+class ContactIn(BaseModel):
+    name: str = Field(max_length=300)
+    relation: str = Field(max_length=100)
+    email: str | None = Field(default=None, max_length=320)
+    phone: str | None = Field(default=None, max_length=50)
+    language: str = Field(default="en", max_length=16, description="Preferred language code (en, uk, ru...).")
+
+
+class ContactUpdate(BaseModel):
+    name: str | None = Field(default=None, max_length=300)
+    relation: str | None = Field(default=None, max_length=100)
+    email: str | None = Field(default=None, max_length=320)
+    phone: str | None = Field(default=None, max_length=50)
+    language: str | None = Field(default=None, max_length=16)
+
+
+class ReportIn(BaseModel):
+    name: str = Field(max_length=300)
+    reported_by: str = Field(max_length=300, description="Provenance: who reported.")
+    source: str = Field(max_length=300, description="Provenance: where the report comes from.")
+    legal_basis: str = Field(max_length=300, description="Provenance: the legal basis for holding it.")
+    consent: bool = False
+    consent_date: str | None = Field(default=None, description="YYYY-MM-DD")
+    date_of_birth: str | None = Field(default=None, description="YYYY, YYYY-MM or YYYY-MM-DD")
+    description: str = Field(default="", max_length=MAX_TEXT)
+    reference: str | None = Field(default=None, max_length=64, description="Default: R-NNNNNN.")
+    contacts: list[ContactIn] = Field(default_factory=list, max_length=50)
+
+
+class ReportUpdate(BaseModel):
+    name: str | None = Field(default=None, max_length=300)
+    date_of_birth: str | None = None
+    description: str | None = Field(default=None, max_length=MAX_TEXT)
+    status: str | None = Field(default=None, description="missing, located_alive or closed.")
+    reported_by: str | None = Field(default=None, max_length=300)
+    source: str | None = Field(default=None, max_length=300)
+    legal_basis: str | None = Field(default=None, max_length=300)
+    consent: bool | None = None
+    consent_date: str | None = None
+
+
+class CaseIn(BaseModel):
+    condition: str = Field(description="deceased or alive.")
+    found_at: str | None = Field(default=None, description="ISO date or date-time.")
+    found_place: str = Field(default="", max_length=500)
+    holding_organisation: str = Field(default="", max_length=300)
+    description: str = Field(default="", max_length=MAX_TEXT)
+    reference: str | None = Field(default=None, max_length=64, description="Default: C-NNNNNN.")
+
+
+class CaseUpdate(BaseModel):
+    condition: str | None = None
+    found_at: str | None = None
+    found_place: str | None = Field(default=None, max_length=500)
+    holding_organisation: str | None = Field(default=None, max_length=300)
+    description: str | None = Field(default=None, max_length=MAX_TEXT)
+    status: str | None = Field(default=None, description="open or closed.")
+
+
+class ReviewIn(BaseModel):
+    decision: str = Field(description="confirm, reject or inconclusive.")
+    rationale: str = Field(max_length=MAX_TEXT, description="Why (required).")
+
+
+class EvidenceIn(BaseModel):
+    kind: str = Field(description="dna, fingerprints, dental, documents, personal_effects, witness or other.")
+    description: str = Field(default="", max_length=MAX_TEXT)
+    reference: str | None = Field(default=None, max_length=300)
+
+
+class MergeIn(BaseModel):
+    into: str = Field(max_length=64, description="The report that stays.")
+    rationale: str = Field(max_length=MAX_TEXT, description="Why (required).")
+
+
+class RationaleIn(BaseModel):
+    rationale: str = Field(max_length=MAX_TEXT, description="Why (required).")
+
+
+class ReasonIn(BaseModel):
+    reason: str = Field(max_length=MAX_TEXT, description="Why (required).")
+
+
+class DraftIn(BaseModel):
+    contact_id: int
+
+
+class ApproveIn(BaseModel):
+    include_images: list[int] = Field(
+        default_factory=list, max_length=20, description="Photos of the case to attach (default: none)."
+    )
+
+
+class SendIn(BaseModel):
+    notification_ids: list[int] | None = Field(default=None, description="Only these (default: all approved).")
+    stale_after_s: float | None = Field(default=None, ge=0)
+
+
+class ResolveIn(BaseModel):
+    resolution: str = Field(description="delivered, resend or cancel.")
+    rationale: str = Field(max_length=MAX_TEXT, description="Why (required).")
+
+
+# -- reports ----------------------------------------------------------------------------------------
+@router.get("/reports")
+def list_reports(
+    status: str | None = Query(None),
+    q: str | None = Query(None, max_length=200),
+    offset: int = Query(0, ge=0),
+    limit: int = Query(50, ge=1, le=500),
+    actor: Actor = Depends(readers),
+    service: Service = Depends(get_service),
+) -> Any:
+    """List missing-person reports, newest first."""
+    rows = _wf(service, actor).list_reports(actor.user, status=status, query=q, offset=offset, limit=limit + 1)
+    return _page(rows, offset, limit)
+
+
+@router.post("/reports", status_code=201)
+def create_report(body: ReportIn, actor: Actor = Depends(recorders), service: Service = Depends(get_service)) -> Any:
+    """Register a report with its provenance and contacts; add photos with POST /reports/REF/photos."""
+    data = body.model_dump()
+    data["contacts"] = [c.model_dump() for c in body.contacts]
+    return _wf(service, actor).create_report(actor.user, **data)
+
+
+@router.get("/reports/{reference}")
+def show_report(reference: str, actor: Actor = Depends(readers), service: Service = Depends(get_service)) -> Any:
+    """Show a report with its contacts, photos, leads, duplicate flags and identifications."""
+    return _wf(service, actor).get_report(actor.user, reference)
+
+
+@router.patch("/reports/{reference}")
+def update_report(
+    reference: str, body: ReportUpdate, actor: Actor = Depends(recorders), service: Service = Depends(get_service)
+) -> Any:
+    """Change a report's fields (only those sent), then match it again."""
+    return _wf(service, actor).update_report(actor.user, reference, **body.model_dump(exclude_unset=True))
+
+
+@router.post("/reports/{reference}/photos", status_code=201)
+def add_report_photos(
+    reference: str,
+    photos: list[UploadFile] = File(description="Reference photos (the largest face of each is enrolled)."),
+    actor: Actor = Depends(recorders),
+    service: Service = Depends(get_service),
+) -> Any:
+    """Enroll reference photos of a report, then match it against the open cases."""
+    return _wf(service, actor).add_report_photos(actor.user, reference, _photos(service, photos))
+
+
+@router.post("/reports/{reference}/contacts", status_code=201)
+def add_contact(
+    reference: str, body: ContactIn, actor: Actor = Depends(recorders), service: Service = Depends(get_service)
+) -> Any:
+    """Register a family contact on a report: the only possible recipients of notifications."""
+    return _wf(service, actor).add_contact(actor.user, reference, **body.model_dump())
+
+
+@router.patch("/contacts/{contact_id}")
+def update_contact(
+    contact_id: int, body: ContactUpdate, actor: Actor = Depends(recorders), service: Service = Depends(get_service)
+) -> Any:
+    """Correct a contact's details (only the fields sent)."""
+    return _wf(service, actor).update_contact(actor.user, contact_id, **body.model_dump(exclude_unset=True))
+
+
+@router.post("/reports/{reference}/match")
+def match_report(reference: str, actor: Actor = Depends(matchers), service: Service = Depends(get_service)) -> Any:
+    """Search a report against the open cases (and other reports) again; idempotent."""
+    return _wf(service, actor).match_report(actor.user, reference)
+
+
+@router.post("/reports/{reference}/merge")
+def merge_report(
+    reference: str, body: MergeIn, actor: Actor = Depends(mergers), service: Service = Depends(get_service)
+) -> Any:
+    """Merge this report into another (the same person reported twice); both histories stay."""
+    return _wf(service, actor).merge_reports(actor.user, reference, body.into, rationale=body.rationale)
+
+
+@router.get("/duplicates")
+def list_duplicates(
+    status: str | None = Query("open", description="open, merged or dismissed; empty for all."),
+    actor: Actor = Depends(readers),
+    service: Service = Depends(get_service),
+) -> Any:
+    """List possible duplicate reports."""
+    return {"items": _wf(service, actor).list_duplicates(actor.user, status=status or None)}
+
+
+@router.post("/duplicates/{flag_id}/dismiss")
+def dismiss_duplicate(
+    flag_id: int, body: RationaleIn, actor: Actor = Depends(mergers), service: Service = Depends(get_service)
+) -> Any:
+    """Record that two flagged reports are different people."""
+    return _wf(service, actor).dismiss_duplicate(actor.user, flag_id, rationale=body.rationale)
+
+
+# -- cases ------------------------------------------------------------------------------------------
+@router.get("/cases")
+def list_cases(
+    status: str | None = Query(None),
+    offset: int = Query(0, ge=0),
+    limit: int = Query(50, ge=1, le=500),
+    actor: Actor = Depends(readers),
+    service: Service = Depends(get_service),
+) -> Any:
+    """List cases, newest first."""
+    rows = _wf(service, actor).list_cases(actor.user, status=status, offset=offset, limit=limit + 1)
+    return _page(rows, offset, limit)
+
+
+@router.post("/cases", status_code=201)
+def create_case(body: CaseIn, actor: Actor = Depends(recorders), service: Service = Depends(get_service)) -> Any:
+    """Open a case; add its photos with POST /cases/REF/photos (each addition searches it again)."""
+    return _wf(service, actor).create_case(actor.user, **body.model_dump())
+
+
+@router.get("/cases/{reference}")
+def show_case(reference: str, actor: Actor = Depends(readers), service: Service = Depends(get_service)) -> Any:
+    """Show a case with its photos, leads and identifications."""
+    return _wf(service, actor).get_case(actor.user, reference)
+
+
+@router.patch("/cases/{reference}")
+def update_case(
+    reference: str, body: CaseUpdate, actor: Actor = Depends(recorders), service: Service = Depends(get_service)
+) -> Any:
+    """Change a case's fields (only those sent); an open case is searched again."""
+    return _wf(service, actor).update_case(actor.user, reference, **body.model_dump(exclude_unset=True))
+
+
+@router.post("/cases/{reference}/photos", status_code=201)
+def add_case_photos(
+    reference: str,
+    photos: list[UploadFile] = File(description="Photos of the person (the largest face of each is used)."),
+    actor: Actor = Depends(recorders),
+    service: Service = Depends(get_service),
+) -> Any:
+    """Add photos to a case (all checked first: one without a face stores nothing), then search it."""
+    return _wf(service, actor).add_case_photos(actor.user, reference, _photos(service, photos))
+
+
+@router.post("/cases/{reference}/match")
+def match_case(reference: str, actor: Actor = Depends(matchers), service: Service = Depends(get_service)) -> Any:
+    """Search a case against all reports again; idempotent."""
+    return _wf(service, actor).match_case(actor.user, reference)
+
+
+# -- leads ------------------------------------------------------------------------------------------
+@router.get("/leads")
+def list_leads(
+    status: str | None = Query(None),
+    case: str | None = Query(None, max_length=64),
+    report: str | None = Query(None, max_length=64),
+    offset: int = Query(0, ge=0),
+    limit: int = Query(50, ge=1, le=500),
+    actor: Actor = Depends(readers),
+    service: Service = Depends(get_service),
+) -> Any:
+    """The review queue: leads, best score first."""
+    rows = _wf(service, actor).list_leads(
+        actor.user, status=status, case=case, report=report, offset=offset, limit=limit + 1
+    )
+    return _page(rows, offset, limit)
+
+
+@router.post("/leads/rematch")
+def rematch(actor: Actor = Depends(matchers), service: Service = Depends(get_service)) -> Any:
+    """Search every open case and every report again (after a recalibration or bulk import)."""
+    return _wf(service, actor).match_all(actor.user)
+
+
+@router.get("/leads/{lead_id}")
+def show_lead(lead_id: int, actor: Actor = Depends(readers), service: Service = Depends(get_service)) -> Any:
+    """Show a lead with its case, report, reviews, evidence and identification."""
+    return _wf(service, actor).get_lead(actor.user, lead_id)
+
+
+@router.post("/leads/{lead_id}/reviews", status_code=201)
+def review_lead(
+    lead_id: int, body: ReviewIn, actor: Actor = Depends(reviewers), service: Service = Depends(get_service)
+) -> Any:
+    """Review a lead. A reviewer's confirmation after a different user's establishes the identification."""
+    return _wf(service, actor).review_lead(actor.user, lead_id, decision=body.decision, rationale=body.rationale)
+
+
+@router.post("/leads/{lead_id}/evidence", status_code=201)
+def add_evidence(
+    lead_id: int, body: EvidenceIn, actor: Actor = Depends(reviewers), service: Service = Depends(get_service)
+) -> Any:
+    """Record corroborating evidence on a lead."""
+    return _wf(service, actor).add_evidence(actor.user, lead_id, **body.model_dump())
+
+
+# -- identifications --------------------------------------------------------------------------------
+@router.get("/identifications")
+def list_identifications(
+    status: str | None = Query(None), actor: Actor = Depends(readers), service: Service = Depends(get_service)
+) -> Any:
+    """List identifications, newest first."""
+    return {"items": _wf(service, actor).list_identifications(actor.user, status=status)}
+
+
+@router.get("/identifications/{identification_id}")
+def show_identification(
+    identification_id: int, actor: Actor = Depends(readers), service: Service = Depends(get_service)
+) -> Any:
+    """Show an identification with its reviews, evidence and notifications."""
+    return _wf(service, actor).get_identification(actor.user, identification_id)
+
+
+@router.post("/identifications/{identification_id}/withdraw")
+def withdraw_identification(
+    identification_id: int, body: ReasonIn, actor: Actor = Depends(withdrawers), service: Service = Depends(get_service)
+) -> Any:
+    """Withdraw an identification: unsent notifications are cancelled, corrections drafted."""
+    return _wf(service, actor).withdraw_identification(actor.user, identification_id, reason=body.reason)
+
+
+@router.post("/identifications/{identification_id}/notifications", status_code=201)
+def draft_notification(
+    identification_id: int, body: DraftIn, actor: Actor = Depends(reviewers), service: Service = Depends(get_service)
+) -> Any:
+    """Draft a notification to one registered contact of the identified report."""
+    return _wf(service, actor).draft_notification(actor.user, identification_id, body.contact_id)
+
+
+# -- notifications ----------------------------------------------------------------------------------
+@router.get("/notifications")
+def list_notifications(
+    status: str | None = Query(None),
+    identification_id: int | None = Query(None),
+    offset: int = Query(0, ge=0),
+    limit: int = Query(50, ge=1, le=500),
+    actor: Actor = Depends(readers),
+    service: Service = Depends(get_service),
+) -> Any:
+    """List notifications, newest first (without their text)."""
+    rows = _wf(service, actor).list_notifications(
+        actor.user, status=status, identification_id=identification_id, offset=offset, limit=limit + 1
+    )
+    return _page(rows, offset, limit)
+
+
+@router.post("/notifications/send")
+def send_notifications(body: SendIn, actor: Actor = Depends(senders), service: Service = Depends(get_service)) -> Any:
+    """Run the outbox: send approved notifications by SMTP, each at most once."""
+    return _wf(service, actor).send_notifications(
+        actor.user, notification_ids=body.notification_ids, stale_after_s=body.stale_after_s
+    )
+
+
+@router.get("/notifications/{notification_id}")
+def show_notification(
+    notification_id: int, actor: Actor = Depends(readers), service: Service = Depends(get_service)
+) -> Any:
+    """Show a notification with its text and delivery attempts."""
+    return _wf(service, actor).get_notification(actor.user, notification_id)
+
+
+@router.post("/notifications/{notification_id}/approve")
+def approve_notification(
+    notification_id: int, body: ApproveIn, actor: Actor = Depends(approvers), service: Service = Depends(get_service)
+) -> Any:
+    """Approve a draft (a reviewer other than the drafter); photos only if listed."""
+    return _wf(service, actor).approve_notification(actor.user, notification_id, include_images=body.include_images)
+
+
+@router.post("/notifications/{notification_id}/cancel")
+def cancel_notification(
+    notification_id: int, body: ReasonIn, actor: Actor = Depends(approvers), service: Service = Depends(get_service)
+) -> Any:
+    """Cancel a notification not yet sent."""
+    return _wf(service, actor).cancel_notification(actor.user, notification_id, reason=body.reason)
+
+
+@router.post("/notifications/{notification_id}/resolve")
+def resolve_notification(
+    notification_id: int, body: ResolveIn, actor: Actor = Depends(senders), service: Service = Depends(get_service)
+) -> Any:
+    """Settle a notification whose delivery is unknown, failed or refused."""
+    return _wf(service, actor).resolve_notification(
+        actor.user, notification_id, resolution=body.resolution, rationale=body.rationale
+    )

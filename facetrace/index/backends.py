@@ -1,0 +1,98 @@
+"""Open the vector backend a deployment is configured for: a FAISS file in the data home (default), or
+Milvus when ``FACETRACE_VECTOR_URL`` is set."""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import replace
+from pathlib import Path
+
+from facetrace.config import Settings
+from facetrace.index.base import VectorIndex
+from facetrace.index.faiss_index import (
+    COMPACT_SHARE,
+    FaissIndex,
+    IndexCorrupt,
+    IndexPlan,
+    choose_plan,
+    memory_budget_bytes,
+    upgrade_plan,
+)
+
+log = logging.getLogger(__name__)
+
+
+def faiss_index_path(settings: Settings, model_id: str) -> Path:
+    """Return the FAISS index file of ``model_id`` in the data home."""
+    return settings.index_dir / f"faces-{re.sub(r'[^A-Za-z0-9.+-]+', '_', model_id)}.faiss"
+
+
+def configured_factory(settings: Settings) -> str | None:
+    """Return the configured FAISS factory string, or None for the automatic choice by size."""
+    factory = (settings.index_factory or "").strip()
+    return None if not factory or factory.lower() == "auto" else factory
+
+
+def plan_for(settings: Settings, n: int, dim: int = 128) -> IndexPlan:
+    """Return the FAISS index plan for ``n`` templates under ``settings`` (factory, memory, nprobe)."""
+    plan = choose_plan(
+        n,
+        dim,
+        factory=configured_factory(settings),
+        memory_budget=memory_budget_bytes(settings.index_memory_mb),
+        nprobe=settings.index_nprobe,
+        efsearch=settings.index_efsearch,
+    )
+    plan.configured = configured_factory(settings)
+    return plan
+
+
+def rebuild_plan_for(settings: Settings, index: FaissIndex, n: int) -> IndexPlan | None:
+    """Return the plan to rebuild ``index`` into for ``n`` templates, or None when it should stay.
+
+    A rebuild is due when a configured factory (``FACETRACE_INDEX_FACTORY``) differs from the one the
+    index was built from, or when the gallery outgrew an automatic index
+    (:func:`facetrace.index.faiss_index.upgrade_plan`). An index built with an explicit
+    ``facetrace index rebuild --factory`` is kept while no factory is configured.
+    """
+    configured = configured_factory(settings)
+    if configured is not None and configured != index.plan.configured:
+        return plan_for(settings, n, index.dim)
+    if index.tombstone_share > COMPACT_SHARE:
+        return replace(index.plan, planned_for=n)  # same index, without the erased templates' nodes
+    plan = upgrade_plan(index.plan, n, index.dim, memory_budget=memory_budget_bytes(settings.index_memory_mb))
+    if plan is not None:
+        plan.configured = index.plan.configured
+        if settings.index_nprobe and plan.nlist:
+            plan.nprobe = settings.index_nprobe
+        if settings.index_efsearch and plan.hnsw_m:
+            plan.efsearch = settings.index_efsearch
+    return plan
+
+
+def open_vector_index(settings: Settings, model_id: str, *, expected_count: int = 0, dim: int = 128) -> VectorIndex:
+    """Open the templates of ``model_id``: Milvus when ``settings.vector_url`` is set, else the FAISS file.
+
+    A missing or unreadable FAISS file gives a new, empty index planned for ``expected_count``
+    templates (the caller fills it from the database). Raises ConfigError for a bad vector URL or an
+    unreachable Milvus.
+    """
+    if settings.vector_url:
+        from facetrace.index.milvus_index import MilvusIndex
+
+        return MilvusIndex.from_url(settings.vector_url, model_id=model_id, dim=dim, home=settings.home)
+    path = faiss_index_path(settings, model_id)
+    try:
+        index = FaissIndex.load(path)
+    except FileNotFoundError:
+        # A new, empty gallery has no index yet: only a missing index over stored faces is news.
+        level = logging.WARNING if expected_count else logging.DEBUG
+        log.log(level, "index %s missing: rebuilding from the database", path.name)
+    except IndexCorrupt as exc:
+        log.warning("index corrupt (%s): rebuilding from the database", exc)
+    else:
+        index.set_nprobe(settings.index_nprobe)
+        index.set_efsearch(settings.index_efsearch)
+        return index
+    return FaissIndex(dim, path=path, plan=plan_for(settings, expected_count, dim))

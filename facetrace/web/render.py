@@ -1,0 +1,259 @@
+"""Rendering of the web pages: the Jinja2 environment (autoescaped), security headers, and a
+route class that turns errors into HTML pages (or a sign-in redirect) instead of JSON.
+
+Every page is sent with a Content-Security-Policy that allows only this server's own scripts,
+styles and images (``data:`` and ``blob:`` images for upload previews): no inline script can
+run, so user content that slipped through escaping still could not execute.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.routing import APIRoute
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from facetrace import __version__
+from facetrace.api.deps import Actor
+from facetrace.api.errors import Unauthorized
+from facetrace.errors import FacetraceError
+from facetrace.store.accounts import ROLE_DESCRIPTIONS, ROLES
+from facetrace.web.services import can_read, can_review, fmr_words, fpir_words, one_in, rarity
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(str(resources.files("facetrace.web") / "static"))
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    "font-src 'self'; connect-src 'self'; object-src 'none'; frame-ancestors 'none'; "
+    "base-uri 'none'; form-action 'self'"
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
+    # Pages hold personal and biometric data: no copy in the browser's cache (static files set their own).
+    "Cache-Control": "no-store",
+}
+# Messages shown after a redirect, by key: the query string names one, never carries text.
+NOTICES = {
+    "signed_out": "You are signed out.",
+    "report_created": "The report is registered and was matched against the open cases.",
+    "case_created": "The case is open and was searched against all reports.",
+    "photos_added": "The photos were added and the record was matched again.",
+    "contact_added": "The contact is registered.",
+    "review_recorded": "Your review is recorded.",
+    "identification_confirmed": "Two examiners confirmed: the identification is established and "
+    "notifications to the family contacts were drafted for approval.",
+    "evidence_added": "The evidence is recorded.",
+    "withdrawn": "The identification is withdrawn; corrections were drafted for everyone notified.",
+    "drafted": "The notification is drafted; a second reviewer must approve it.",
+    "approved": "The notification is approved and was handed to the mail server.",
+    "cancelled": "The notification is cancelled.",
+    "sent": "The outbox ran; see the delivery status below.",
+    "resolved": "The notification is resolved.",
+    "user_created": "The user account is created.",
+    "user_updated": "The user account is changed.",
+}
+
+
+def _dt(value: str | datetime | None, *, date_only: bool = False) -> str:
+    """Format an ISO time (or datetime) as ``YYYY-MM-DD HH:MM UTC``."""
+    if not value:
+        return "—"
+    try:
+        moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    except ValueError:
+        return str(value)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%d") if date_only else moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _label(value: str | None) -> str:
+    return (value or "").replace("_", " ")
+
+
+def build_environment() -> Environment:
+    """Return the Jinja2 environment of the pages (autoescaping on for every template)."""
+    env = Environment(
+        loader=PackageLoader("facetrace.web", "templates"),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["dt"] = _dt
+    env.filters["date"] = lambda v: _dt(v, date_only=True)
+    env.filters["label"] = _label
+    env.filters["one_in"] = one_in
+    env.filters["rarity"] = rarity
+    env.filters["pct"] = lambda v: f"{float(v) * 100:g}%"
+    env.globals.update(
+        fpir_words=fpir_words,
+        fmr_words=fmr_words,
+        ROLES=ROLES,
+        ROLE_DESCRIPTIONS=ROLE_DESCRIPTIONS,
+        version=__version__,
+        quote=quote,
+    )
+    return env
+
+
+ENV = build_environment()
+
+
+def nav_items(actor: Actor | None) -> list[tuple[str, str]]:
+    """Return the navigation links (path, label) that the user's roles make useful."""
+    if actor is None:
+        return []
+    user = actor.user
+    items = [("/", "Dashboard")]
+    if can_read(user):
+        items += [("/reports", "Reports"), ("/cases", "Cases"), ("/leads", "Leads")]
+        items += [("/identifications", "Identifications"), ("/notifications", "Notifications")]
+    if user.has_role("examiner"):
+        items.append(("/search", "Search"))
+    if user.has_role("auditor"):
+        items.append(("/audit", "Audit trail"))
+    if user.has_role("admin"):
+        items.append(("/admin/users", "Users"))
+    return items
+
+
+def page(
+    request: Request, actor: Actor | None, template: str, *, http_status: int = 200, title: str = "", **context: Any
+) -> HTMLResponse:
+    """Render ``template`` into a full HTML page for ``actor`` (None on the sign-in page)."""
+    notice_key = request.query_params.get("msg", "")
+    html = ENV.get_template(template).render(
+        request_path=request.url.path,
+        actor=actor,
+        user=actor.user if actor else None,
+        csrf_token=actor.session.csrf_token if actor and actor.session else "",
+        nav=nav_items(actor),
+        notice=NOTICES.get(notice_key, ""),
+        can_review=can_review(actor.user) if actor else False,
+        can_read=can_read(actor.user) if actor else False,
+        title=title,
+        **context,
+    )
+    return HTMLResponse(html, status_code=http_status)
+
+
+def redirect(path: str, notice: str | None = None) -> RedirectResponse:
+    """Return a 303 redirect to a local ``path``, optionally with a notice key."""
+    if notice:
+        path += ("&" if "?" in path else "?") + f"msg={notice}"
+    return RedirectResponse(path, status_code=303)
+
+
+def safe_next(value: str | None) -> str:
+    """Return ``value`` when it is a local path (no scheme, no host), else ``/``."""
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return "/"
+    return value
+
+
+def error_page(request: Request, actor: Actor | None, status: int, code: str, message: str) -> HTMLResponse:
+    """Return the HTML error page."""
+    titles = {
+        400: "Bad request",
+        403: "Not allowed",
+        404: "Not found",
+        409: "Not possible now",
+        413: "Too large",
+        415: "Unsupported file",
+        422: "Please check the input",
+        429: "Too many attempts",
+        500: "Something went wrong",
+        503: "Temporarily unavailable",
+    }
+    return page(
+        request,
+        actor,
+        "error.html",
+        http_status=status,
+        title=titles.get(status, "Error"),
+        code=code,
+        message=message,
+        status_code=status,
+    )
+
+
+def _wants_json(request: Request) -> bool:
+    return "application/json" in request.headers.get("accept", "") or request.url.path.startswith("/intake/check")
+
+
+class WebRoute(APIRoute):
+    """A route of the web pages: errors become HTML pages (or JSON for the page scripts' own
+    requests), a missing sign-in becomes a redirect to the sign-in page, and every response
+    carries the security headers."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        original = super().get_route_handler()
+
+        async def handler(request: Request) -> Response:
+            try:
+                response = await original(request)
+            except Unauthorized as exc:
+                if _wants_json(request):
+                    response = JSONResponse({"error": {"code": exc.code, "message": exc.message}}, status_code=401)
+                else:
+                    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+                    next_path = target if request.method == "GET" else "/"
+                    response = redirect(f"/login?next={quote(next_path, safe='/')}")
+            except FacetraceError as exc:
+                response = _error_response(request, exc.status, exc.code, exc.message)
+                retry = getattr(exc, "retry_after", None)
+                if retry is not None:
+                    response.headers["Retry-After"] = str(retry)
+            except RequestValidationError as exc:
+                parts = []
+                for err in exc.errors()[:10]:
+                    loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "form")]
+                    parts.append(f"{'.'.join(loc) or 'input'}: {err.get('msg', 'invalid')}")
+                response = _error_response(request, 422, "invalid_request", "; ".join(parts) or "invalid input")
+            except StarletteHTTPException as exc:
+                message = exc.detail if isinstance(exc.detail, str) else "request refused"
+                response = _error_response(request, exc.status_code, "error", message)
+            except Exception as exc:  # never a traceback in a page
+                log.error("internal error on %s %s", request.method, request.url.path, exc_info=exc)
+                response = _error_response(request, 500, "internal", "internal error; the server log has the details")
+            for name, value in SECURITY_HEADERS.items():
+                response.headers.setdefault(name, value)
+            return response
+
+        return handler
+
+
+def _error_response(request: Request, status: int, code: str, message: str) -> Response:
+    if _wants_json(request):
+        return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+    return error_page(request, _actor_of(request), status, code, message)
+
+
+def _actor_of(request: Request) -> Actor | None:
+    """Return the signed-in user of a request that failed, for the error page's navigation."""
+    from facetrace.api.deps import SESSION_COOKIE, current_actor, get_service
+
+    secret = request.cookies.get(SESSION_COOKIE)
+    if not secret:
+        return None
+    try:
+        return current_actor(request, get_service(request), None, secret)
+    except Exception:  # the error page must render whatever went wrong
+        return None
