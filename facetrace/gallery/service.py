@@ -244,7 +244,9 @@ class Gallery:
         plan = rebuild_plan_for(self.settings, index, len(index))
         if plan is None:
             return
-        if plan.factory == index.factory and index.tombstone_share:
+        if plan.configured != index.plan.configured:
+            reason = f"FACETRACE_INDEX_FACTORY is {plan.configured}"
+        elif plan.factory == index.factory and index.tombstone_share:
             reason = f"{index.tombstone_share:.0%} of its graph nodes are erased templates"
         else:
             reason = f"it no longer suits {len(index)} faces"
@@ -257,6 +259,9 @@ class Gallery:
     def _rebuild_in_background(self, plan: IndexPlan) -> None:
         try:
             self._build_and_swap(plan)
+        except FacetraceError as exc:  # e.g. a bad configuration: one line, no traceback
+            self._rebuild_failed_at = time.monotonic()
+            log.error("background index rebuild failed: %s", exc.message)
         except Exception:  # the old index still answers; tried again in 10 minutes
             self._rebuild_failed_at = time.monotonic()
             log.exception("background index rebuild failed")
@@ -480,17 +485,7 @@ class Gallery:
         )
         session.add(image)
         session.flush()
-        row = Face(
-            image_id=image.id,
-            person_id=person.id,
-            box=list(face.box),
-            landmarks=[list(p) for p in face.landmarks],
-            detector=face.detector,
-            quality=face.quality.score,
-            quality_detail=face.quality.as_dict(),
-            model_id=face.model_id,
-            embedding=np.asarray(face.embedding, dtype=np.float32).tobytes(),
-        )
+        row = Face.from_detection(face, image_id=image.id, person_id=person.id)
         session.add(row)
         session.flush()
         return row

@@ -39,6 +39,8 @@ from typing import Any, cast
 import faiss
 import numpy as np
 
+from facetrace.fsutil import atomic_write
+
 log = logging.getLogger(__name__)
 
 #: Exact ``Flat`` search up to this many templates (about 3 ms per probe on one core at this size).
@@ -592,7 +594,7 @@ class FaissIndex:
             params = {"dim": self.dim, "factory": self.plan.factory, "count": len(self), "plan": self.plan.as_dict()}
             # sidecar first: an index file never lies next to parameters of another index for long,
             # and both are checked on load
-            _atomic_write(self.path.with_suffix(".json"), json.dumps(params, indent=1).encode())
+            atomic_write(self.path.with_suffix(".json"), json.dumps(params, indent=1).encode())
             os.replace(tmp, self.path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -679,18 +681,7 @@ def _code_size(index: faiss.Index, dim: int) -> int:
 
 
 def _faiss_message(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return next((line.strip() for line in text if "Error" in line or "error" in line), text[-1] if text else "")
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Return the reason of a FAISS error without its C++ location ("Error in f() at file.cpp:12: reason")."""
+    text = " ".join(str(exc).split())
+    match = re.search(r"at \S+:\d+: (.*)", text)
+    return match.group(1) if match else text

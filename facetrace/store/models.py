@@ -19,6 +19,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from facetrace.vision.pipeline import Face as DetectedFace
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -95,3 +97,18 @@ class Face(Base):
     def vector(self) -> np.ndarray:
         """Return the embedding as a float32 vector."""
         return np.frombuffer(self.embedding, dtype=np.float32)
+
+    @classmethod
+    def from_detection(cls, face: DetectedFace, *, image_id: int, person_id: int | None) -> Face:
+        """Return the row that stores one analysed face (``person_id`` None for a case's face)."""
+        return cls(
+            image_id=image_id,
+            person_id=person_id,
+            box=list(face.box),
+            landmarks=[list(p) for p in face.landmarks],
+            detector=face.detector,
+            quality=face.quality.score,
+            quality_detail=face.quality.as_dict(),
+            model_id=face.model_id,
+            embedding=np.asarray(face.embedding, dtype=np.float32).tobytes(),
+        )

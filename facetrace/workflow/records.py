@@ -16,7 +16,6 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -618,17 +617,7 @@ class RecordsMixin(MatchingMixin):
             )
             session.add(image)
             session.flush()
-            row = Face(
-                image_id=image.id,
-                person_id=None,
-                box=list(face.box),
-                landmarks=[list(p) for p in face.landmarks],
-                detector=face.detector,
-                quality=face.quality.score,
-                quality_detail=face.quality.as_dict(),
-                model_id=face.model_id,
-                embedding=np.asarray(face.embedding, dtype=np.float32).tobytes(),
-            )
+            row = Face.from_detection(face, image_id=image.id, person_id=None)
             session.add(row)
             session.add(CaseImage(case_id=case.id, image_id=image.id, added_by_id=user.id))
             session.flush()
