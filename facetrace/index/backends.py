@@ -6,9 +6,11 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import replace
+from functools import lru_cache
 from pathlib import Path
 
 from facetrace.config import Settings
+from facetrace.errors import ConfigError
 from facetrace.index.base import VectorIndex
 from facetrace.index.faiss_index import (
     COMPACT_SHARE,
@@ -34,8 +36,22 @@ def configured_factory(settings: Settings) -> str | None:
     return None if not factory or factory.lower() == "auto" else factory
 
 
+@lru_cache(maxsize=32)
+def _check_factory(factory: str, dim: int) -> None:
+    try:
+        FaissIndex(dim, factory.replace("{nlist}", "1024"))
+    except ValueError as exc:
+        raise ConfigError(f"{exc} (FACETRACE_INDEX_FACTORY or --factory)") from None
+
+
 def plan_for(settings: Settings, n: int, dim: int = 128) -> IndexPlan:
-    """Return the FAISS index plan for ``n`` templates under ``settings`` (factory, memory, nprobe)."""
+    """Return the FAISS index plan for ``n`` templates under ``settings`` (factory, memory, nprobe).
+
+    Raises:
+        ConfigError: the configured factory string is not a valid FAISS index factory.
+    """
+    if (factory := configured_factory(settings)) is not None:
+        _check_factory(factory, dim)
     plan = choose_plan(
         n,
         dim,

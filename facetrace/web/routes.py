@@ -780,7 +780,7 @@ def _lead_page(
     evidence_error: str = "",
 ) -> Response:
     raw = _wf(service, actor).get_lead(actor.user, lead_id)
-    lead = services.blind_lead(raw, actor.user)
+    lead = raw  # already blinded for this user by the workflow
     probe = _face_card(service, raw["case_face"])
     candidate = _face_card(service, raw["report_face"])
     min_quality = service.settings.min_quality

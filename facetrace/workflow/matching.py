@@ -37,6 +37,7 @@ from facetrace.store.workflow_models import (
 )
 from facetrace.vision.pipeline import Face as DetectedFace
 from facetrace.vision.quality import Quality
+from facetrace.workflow.blind import blind_lead
 from facetrace.workflow.common import (
     MATCH_ROLES,
     MERGE_ROLES,
@@ -602,7 +603,8 @@ class MatchingMixin(WorkflowCore):
             self._audit(
                 session, user, "lead.view", [f"lead:{lead.id}", f"case:{lead.case_id}", f"report:{lead.report_id}"]
             )
-            return self._lead_detail(session, lead)
+            # Blind confirmation holds on every channel (API, CLI, web), not only on the web page.
+            return blind_lead(self._lead_detail(session, lead), user)
 
     def _lead_detail(self, session: Session, lead: Lead) -> dict[str, Any]:
         case = session.get(Case, lead.case_id)

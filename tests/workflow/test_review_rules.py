@@ -288,3 +288,18 @@ def test_database_constraints_back_the_rules(wf: Workflow, users: dict[str, User
         note = session.execute(select(Notification).where(Notification.identification_id == ident_id)).scalar_one()
         note.approved_by_id = note.drafted_by_id
         note.status = "approved"
+
+
+def test_second_reviewer_cannot_see_the_first_decision_before_deciding(wf: Workflow, users: dict[str, User]) -> None:
+    """Blind confirmation on every channel: get_lead (used by the API, the CLI and the web) hides other
+    examiners' decisions from a user who has not decided yet, and shows them once they have."""
+    world = make_world(wf, users)
+    wf.review_lead(users["olena"], world.lead_id, decision="confirm", rationale="Same face, same scar")
+    before = wf.get_lead(users["petro"], world.lead_id)
+    assert before["blind"] and before["reviews"] == [] and before["hidden_reviews"] == 1
+    assert before["status"] == "under_review"
+    own = wf.get_lead(users["olena"], world.lead_id)
+    assert not own["blind"] and [r["decision"] for r in own["reviews"]] == ["confirm"]
+    wf.review_lead(users["petro"], world.lead_id, decision="inconclusive", rationale="Photo too dark to say")
+    after = wf.get_lead(users["petro"], world.lead_id)
+    assert not after["blind"] and sorted(r["decision"] for r in after["reviews"]) == ["confirm", "inconclusive"]
