@@ -8,6 +8,7 @@ import re
 import socket
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -162,5 +163,14 @@ def screenshot(page: Any, name: str, *, full_page: bool = False) -> Path:
     """Save a screenshot of the page into docs/screenshots/NAME.png; return its path."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=full_page)
+    # Chromium under heavy load sometimes answers "Unable to capture screenshot" once: the pictures
+    # are documentation, so retry, then fall back to the viewport, and only then give up with a warning.
+    for attempt, whole in enumerate((full_page, full_page, False)):
+        try:
+            page.screenshot(path=str(path), full_page=whole)
+            return path
+        except Exception as exc:  # playwright's Error
+            if attempt == 2:
+                warnings.warn(f"screenshot {name} not saved: {exc}", stacklevel=2)
+            time.sleep(0.5)
     return path
