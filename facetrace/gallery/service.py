@@ -391,7 +391,7 @@ class Gallery:
         todo: list[tuple[EnrollItem, Path, bytes, str]] = []
         total = sum(len(item.images) for item in items)
         done = 0
-        existing = self._enrolled_pairs()
+        existing = self._enrolled_pairs({item.external_id for item in items})
         for item in items:
             for path in item.images:
                 try:
@@ -428,10 +428,20 @@ class Gallery:
             self._save_index()
         return outcome
 
-    def _enrolled_pairs(self) -> set[tuple[str, str]]:
+    def _enrolled_pairs(self, external_ids: set[str]) -> set[tuple[str, str]]:
+        """Return the (external id, image sha256) pairs already enrolled for these persons only
+        (not the whole gallery: an API upload for one person must not read millions of rows)."""
+        wanted = sorted(external_ids)
+        pairs: set[tuple[str, str]] = set()
         with self.db.sessions() as session:
-            rows = session.execute(select(Person.external_id, Image.sha256).join(Image, Image.person_id == Person.id))
-            return {(a, b) for a, b in rows}
+            for start in range(0, len(wanted), 500):
+                rows = session.execute(
+                    select(Person.external_id, Image.sha256)
+                    .join(Image, Image.person_id == Person.id)
+                    .where(Person.external_id.in_(wanted[start : start + 500]))
+                )
+                pairs.update((a, b) for a, b in rows)
+        return pairs
 
     def _enroll_one(
         self,

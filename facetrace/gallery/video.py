@@ -244,7 +244,7 @@ def enroll_video(
         raise VideoError(f"{label}: the chosen frames could not be read again")
     outcome = EnrollOutcome()
     gallery.index()  # open and sync first, so new faces go straight into it
-    existing = gallery._enrolled_pairs()
+    existing = gallery._enrolled_pairs({item.external_id})
     try:
         for obs in usable:
             data = frames.get(obs.frame)
