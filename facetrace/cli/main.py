@@ -183,7 +183,7 @@ def search(
     policy = result["policy"]
     console.print(f"{image.name}: {len(result['faces'])} face(s); gallery of {result['gallery']['persons']} persons")
     console.print(
-        f"threshold {policy['threshold']:.3f} for target FPIR {policy['target_fpir']}: {policy['explanation']}"
+        f"threshold {policy['threshold']:.4f} for target FPIR {policy['target_fpir']}: {policy['explanation']}"
     )
     for number, face in enumerate(result["faces"], start=1):
         verdict = f"MATCH {face['match']}" if face["match"] else "no match"

@@ -551,7 +551,7 @@ class Gallery:
                 "calibrated": self.calibrated,
                 "min_quality": self.settings.min_quality,
                 "explanation": (
-                    f"a candidate is a match when its score is at least {threshold:.3f}: at that score, "
+                    f"a candidate is a match when its score is at least {threshold:.4f}: at that score, "
                     f"a search of this gallery of {n_persons} persons for someone not in it returns a "
                     f"candidate this strong {policy:.2%} of the time"
                 ),
@@ -593,13 +593,13 @@ class Gallery:
             if not self.calibrated:
                 reason = f"no calibration for model {self.model_id}: scores cannot be turned into match decisions"
             elif not above:
-                reason = f"score {hit.score:.3f} below the threshold {threshold:.3f}"
+                reason = f"score {hit.score:.4f} below the threshold {threshold:.4f}"
             elif not quality_ok:
                 reason = f"probe quality {quality:.0f} below the minimum {self.settings.min_quality:.0f}"
             elif rank > 1:
                 reason = "above the threshold but not the best candidate"
             else:
-                reason = f"score {hit.score:.3f} at or above the threshold {threshold:.3f}"
+                reason = f"score {hit.score:.4f} at or above the threshold {threshold:.4f}"
             candidates.append(
                 {
                     "rank": rank,
