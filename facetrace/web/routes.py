@@ -33,6 +33,7 @@ from facetrace.api.deps import (
 from facetrace.api.routers import auth as auth_routes
 from facetrace.api.routers import search as search_routes
 from facetrace.api.routers import users as user_routes
+from facetrace.api.routers import video as video_routes
 from facetrace.api.service import Service
 from facetrace.errors import FacetraceError, NotFoundError
 from facetrace.store.accounts import AuditEvent, BadCredentials, LoginThrottled, User, get_user
@@ -1195,6 +1196,107 @@ def search(
     height, width = rgb.shape[:2]
     probe = {"src": _data_url(images.encode_jpeg(rgb, max_side=1000)), "width": width, "height": height}
     return page(request, actor, "search.html", title="Search", form=values, error="", result=result, probe=probe)
+
+
+# -- video search ------------------------------------------------------------------------------
+VIDEO_FORM = "search_video.html"
+
+
+@router.get("/search/video")
+def video_search_form(request: Request, actor: Actor = Depends(examiners)) -> Response:
+    """The video search form (examiners): a video, a case reference and a purpose."""
+    form = {"case_reference": "", "purpose": ""}
+    return page(request, actor, VIDEO_FORM, title="Video search", form=form, error="", job=None)
+
+
+@router.post("/search/video")
+def start_video_search(
+    request: Request,
+    form: FormData = Depends(form_data),
+    actor: Actor = Depends(examiners),
+    service: Service = Depends(get_service),
+) -> Response:
+    """Start a video search job, exactly as the API's ``POST /search/video`` (checks, audit and
+    job included); redirect to its page. A refused upload is shown on the form with the reason."""
+    values = {"case_reference": _text(form, "case_reference"), "purpose": _text(form, "purpose")}
+
+    def again(status: int, error: str) -> Response:
+        return page(
+            request, actor, VIDEO_FORM, http_status=status, title="Video search", form=values, error=error, job=None
+        )
+
+    uploads = _uploads(form, "video")
+    if not values["case_reference"] or not values["purpose"]:
+        return again(422, "A case reference and a purpose are required for every search.")
+    if len(uploads) != 1:
+        return again(422, "Choose one video to search.")
+    try:
+        job = video_routes.start_video_search(
+            request,
+            video=uploads[0],
+            case_reference=values["case_reference"][:200],
+            purpose=values["purpose"][:1000],
+            top=5,
+            actor=actor,
+            service=service,
+        )
+    except FacetraceError as exc:
+        if exc.status == 403:
+            raise
+        return again(exc.status, exc.message)
+    return redirect(f"/search/video/{int(job['id'])}")
+
+
+def _video_job_page(request: Request, actor: Actor, service: Service, job: dict[str, Any]) -> Response:
+    result = job["result"] if job["state"] == "done" else None
+    if result:
+        person_ids = sorted({c["person"]["id"] for t in result["tracks"] for c in t["candidates"]})
+        reports = services.person_report_refs(service.db, person_ids)
+        for track in result["tracks"]:
+            thumbnail = track.get("thumbnail_jpeg_base64")
+            # The page's CSP allows img-src data:, as for the ad-hoc search's face crops.
+            track["thumbnail_src"] = f"data:image/jpeg;base64,{thumbnail}" if thumbnail else None
+            for cand in track["candidates"]:
+                cand["report"] = reports.get(cand["person"]["id"])
+        _view(service, actor, "search.video.view", [f"job:{job['id']}"], tracks=len(result["tracks"]))
+    running = job["state"] in ("queued", "running")
+    progress = job["progress"]
+    percent = round(100 * progress["done"] / progress["total"]) if progress.get("total") else 0
+    return page(
+        request,
+        actor,
+        VIDEO_FORM,
+        title=f"Video search {job['id']}",
+        form=None,
+        error="",
+        job=job,
+        result=result,
+        running=running,
+        percent=percent,
+    )
+
+
+@router.get("/search/video/{job_id}")
+def video_search_job(
+    job_id: int, request: Request, actor: Actor = Depends(examiners), service: Service = Depends(get_service)
+) -> Response:
+    """A video search job: its progress while it runs (the page refreshes itself every two seconds,
+    without script), then each track with its time span, thumbnail and candidates."""
+    job = video_routes.video_search(job_id, actor=actor, service=service)
+    return _video_job_page(request, actor, service, job)
+
+
+@router.post("/search/video/{job_id}/cancel")
+def cancel_video_search(
+    job_id: int,
+    request: Request,
+    _form: FormData = Depends(form_data),
+    actor: Actor = Depends(examiners),
+    service: Service = Depends(get_service),
+) -> Response:
+    """Cancel a queued or running video search (audited, as the API's cancel); back to its page."""
+    video_routes.cancel_video_search(job_id, actor=actor, service=service)
+    return redirect(f"/search/video/{job_id}")
 
 
 # -- audit trail -------------------------------------------------------------------------------

@@ -60,6 +60,10 @@ ACCESS: dict[tuple[str, str], str | set[str]] = {
     ("POST", "/notifications/{nid}/resolve"): {"reviewer", "admin"},
     ("GET", "/search"): {"examiner"},
     ("POST", "/search"): {"examiner"},
+    ("GET", "/search/video"): {"examiner"},
+    ("POST", "/search/video"): {"examiner"},
+    ("GET", "/search/video/{job_id}"): {"examiner"},
+    ("POST", "/search/video/{job_id}/cancel"): {"examiner"},
     ("GET", "/audit"): {"auditor"},
     ("GET", "/admin/users"): {"admin"},
     ("POST", "/admin/users"): {"admin"},
@@ -76,6 +80,7 @@ PATH_VALUES = {
     "username": "nobody",
     "image_id": "999999",
     "face_id": "999999",
+    "job_id": "999999",
     "path:path": "style.css",
 }
 
