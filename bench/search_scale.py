@@ -1,20 +1,24 @@
 """1:N search at scale: build time, memory, latency, throughput and recall of the FAISS indexes.
 
-Usage::
+Usage (docs/scale.md has the results)::
 
-    .venv/bin/python bench/search_scale.py --sizes 100k,1M [--queries 1000] [--threads 2]
-    FACETRACE_BENCH_CACHE=/big/disk nohup .venv/bin/python bench/search_scale.py --sizes 10M &
+    .venv/bin/python bench/search_scale.py --sizes 100k,1M [--configs flat,hnsw-flat,hnsw-sq8,ivf-flat,ivf-sq8]
+    FACETRACE_BENCH_CACHE=/big/disk nohup .venv/bin/python bench/search_scale.py --sizes 10M \
+        --configs ivf-sq8,hnsw-sq8 --single 200 --efsearch 64,128,256,512,1024 --nprobe-divisors 64,32,16,8 &
 
 For each gallery size N it reports, in ``bench/results/search_scale.json`` and on stdout:
 
-* the exact brute-force scan (``Flat``, or the IVF index visiting every cluster where a second
-  full copy would not fit): single-probe latency and batch throughput, the memory-bandwidth bound;
-* each index configuration (:func:`facetrace.index.faiss_index.choose_plan` and its alternatives):
-  build time (training + adding), memory per template (index estimate and measured RSS growth),
-  p50/p95 single-probe latency, batch probes per second, recall@1 and recall@10 against exact
-  search, for a sweep of ``nprobe``. recall@1: share of probes whose best candidate is the exact
-  best; recall@10: mean share of the exact top 10 found in the returned top 10. Reported overall
-  and separately for mated probes (the person is enrolled) and non-mated probes.
+* the exact brute-force scan (all templates as float32 in RAM, ``faiss.knn``): single-probe latency
+  (one thread) and batch throughput, the memory-bandwidth bound;
+* each index configuration (``Flat``, ``HNSW32,Flat``, ``HNSW32,SQ8`` and ``IVF{nlist},SQ8`` re-ranked
+  exactly from the stored vectors, ``IVF{nlist},Flat``), built through
+  :class:`facetrace.index.faiss_index.FaissIndex` as the gallery builds it: build time (training +
+  adding), memory per template (the index's estimate, and the RSS growth, which is only indicative
+  when several indexes are built in one process), p50/p95 single-probe latency, batch probes per
+  second, recall@1 and recall@10 against exact search, for a sweep of ``efSearch`` (HNSW) or
+  ``nprobe`` (IVF). recall@1: share of probes whose best candidate is the exact best; recall@10:
+  mean share of the exact top 10 found in the returned top 10. Reported overall and separately for
+  mated probes (the person is enrolled) and non-mated probes.
 
 Synthetic templates (:func:`generate`): 128-d unit vectors from the two-level Gaussian model fitted
 to real dlib+flip templates by ``bench/fit_embedding_model.py`` (``bench/embedding_model.npz``):
@@ -27,8 +31,8 @@ printed next to the real ones. Vectors are stored as float16 on disk (2.5 GB at 
 exact search runs on the same rounded values, so "exact" is exact for what the index holds.
 
 Caching: generated data, exact neighbours and built indexes of each size go to
-``$FACETRACE_BENCH_CACHE/N`` (default ``bench/.cache/search_scale``, git-ignored); a second run
-reuses them and reports the build time measured when they were built.
+``$FACETRACE_BENCH_CACHE/N`` (default ``bench/.cache/scale``, git-ignored); a second run reuses them
+and reports the build time measured when they were built.
 """
 
 from __future__ import annotations
