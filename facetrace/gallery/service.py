@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from facetrace.config import Settings
 from facetrace.errors import ConfigError, FacetraceError, ImageError, NoFaceError, NotFoundError
@@ -461,6 +462,35 @@ class Gallery:
             return f"face quality {face.quality.score:.0f} is below the minimum {self.settings.min_quality:.0f}"
         height, width = _image_size(data)
         _, rel = self.media.put(data, path.suffix or ".jpg")
+        # Another worker (another process or machine on a shared database) may create the same person or
+        # enroll the same image between our check and our commit: the unique constraints refuse the second
+        # write, and we then take the other worker's person, or count the image as already enrolled.
+        for attempt in range(3):
+            try:
+                created, face_row, person_id = self._commit_face(item, rel, path.name, digest, width, height, face)
+                break
+            except IntegrityError:
+                if self._image_enrolled(item.external_id, digest):
+                    outcome.images_skipped += 1
+                    return None
+                if attempt == 2:
+                    raise
+        outcome.persons_created += created
+        outcome.images_enrolled += 1
+        with self._lock:
+            # A search in another thread may already have synced this face in from the database.
+            if self._index is not None and face_row.id not in self._person_of:
+                self._index.add(np.array([face_row.id]), face.embedding[None, :])
+                self._person_of[face_row.id] = person_id
+                self._version = self.db.gallery_version()
+        return None
+
+    def _commit_face(
+        self, item: EnrollItem, rel: str, name: str, digest: str, width: int, height: int, face: DetectedFace
+    ) -> tuple[int, Face, int]:
+        """Store one image and its face (creating the person if needed) in one transaction; return
+        (persons created, the face row, the person id). Raises IntegrityError when another worker won a race."""
+        created = 0
         with self.db.session() as session:
             person = session.execute(select(Person).where(Person.external_id == item.external_id)).scalar()
             if person is None:
@@ -474,17 +504,19 @@ class Gallery:
                 )
                 session.add(person)
                 session.flush()
-                outcome.persons_created += 1
-            face_row = self._add_image(session, person, rel, path.name, digest, width, height, face)
+                created = 1
+            face_row = self._add_image(session, person, rel, name, digest, width, height, face)
             self.db.bump_gallery_version(session)
-        outcome.images_enrolled += 1
-        with self._lock:
-            # A search in another thread may already have synced this face in from the database.
-            if self._index is not None and face_row.id not in self._person_of:
-                self._index.add(np.array([face_row.id]), face.embedding[None, :])
-                self._person_of[face_row.id] = person.id
-                self._version = self.db.gallery_version()
-        return None
+            return created, face_row, person.id
+
+    def _image_enrolled(self, external_id: str, digest: str) -> bool:
+        with self.db.sessions() as session:
+            found = session.execute(
+                select(Image.id)
+                .join(Person, Image.person_id == Person.id)
+                .where(Person.external_id == external_id, Image.sha256 == digest)
+            ).first()
+        return found is not None
 
     @staticmethod
     def _add_image(
