@@ -55,7 +55,7 @@ def test_vector_urls(tmp_path: Path) -> None:
     assert relative.uri == str(tmp_path / "vectors" / "v.db")
     for bad, message in [
         ("redis://host/x", "unknown scheme"),
-        ("milvus-lite:///tmp/file.sqlite", "must end in .db"),
+        ("milvus-lite:///srv/file.sqlite", "must end in .db"),
         ("milvus://host/bad-name", "bad collection name"),
         ("milvus://host/x?colour=blue", "unknown parameter"),
         ("milvus://host/x?index=HNSW&ef=many", "bad index parameter"),
