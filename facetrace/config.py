@@ -30,6 +30,7 @@ class Settings(BaseSettings):
     max_pixels: int = 50_000_000
     max_upload_bytes: int = 50 * 1024 * 1024
     detector: str = "hog"
+    embedder: str = "dlib-onnx"  # or "dlib", or "onnx:/path/to/arcface.onnx" (an operator's model)
     detect_max_side: int = 1024
     min_quality: float = 20.0
     workers: int = 0  # 0 = one per core

@@ -98,6 +98,7 @@ class Gallery:
             "detector": self.settings.detector,
             "max_pixels": self.settings.max_pixels,
             "detect_max_side": self.settings.detect_max_side,
+            "embedder_name": self.settings.embedder,
         }
 
     @property

@@ -20,9 +20,13 @@ class Embedder(Protocol):
     """What the pipeline needs of a face embedding model."""
 
     model_id: str
-    dim: int
     chip_size: int
     chip_padding: float
+
+    @property
+    def dim(self) -> int:
+        """The length of an embedding."""
+        ...
 
     def embed_chips(self, chips: list[np.ndarray]) -> np.ndarray:
         """Return one L2-normalised float32 row per aligned RGB chip."""

@@ -54,12 +54,15 @@ class FaceAnalyzer:
         cnn_fallback: bool = True,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         second_alignment: bool = True,
+        embedder_name: str = "dlib-onnx",
     ) -> None:
         self.detector: DetectorName = detector
-        self.embedder: Embedder = embedder or make_embedder("dlib-onnx")
+        self.embedder: Embedder = embedder or make_embedder(embedder_name)
         # A second chip aligned with 68-point landmarks, averaged with the 5-point one: on faces-dev,
         # rank-1 +0.8 points and FNIR at FPIR 0.01 -0.02 for 2 more forward passes (docs/accuracy.md).
-        self.second_alignment = second_alignment
+        # An embedder with its own alignment (an operator's ArcFace model) gets 68-point landmarks instead.
+        self.own_alignment = hasattr(self.embedder, "align")
+        self.second_alignment = second_alignment and not self.own_alignment
         self.detect_max_side = detect_max_side
         self.cnn_fallback = cnn_fallback
         self.max_pixels = max_pixels
@@ -91,6 +94,22 @@ class FaceAnalyzer:
             chips.append(
                 dlib.get_face_chip(image, shape, size=self.embedder.chip_size, padding=self.embedder.chip_padding)
             )
+        if self.own_alignment:
+            predictor68 = models.landmarks68()
+            chips = [
+                self.embedder.align(  # type: ignore[attr-defined]
+                    image,
+                    np.array(
+                        [
+                            (p.x, p.y)
+                            for p in predictor68(
+                                image, dlib.rectangle(d.box[0], d.box[1], d.box[2] - 1, d.box[3] - 1)
+                            ).parts()
+                        ]
+                    ),
+                )
+                for d in detections
+            ]
         embeddings = self.embedder.embed_chips(chips)
         if self.second_alignment:
             predictor68 = models.landmarks68()
@@ -145,7 +164,11 @@ def make_embedder(name: str) -> Embedder:
         return OnnxDlibResnetEmbedder(flip=True)
     if name == "dlib":
         return DlibResnetEmbedder(flip=True)
-    raise ConfigError(f"unknown embedder {name!r} (known: dlib-onnx, dlib)")
+    if name.startswith("onnx:"):
+        from facetrace.vision.onnx_arcface import OnnxArcFaceEmbedder
+
+        return OnnxArcFaceEmbedder(name.removeprefix("onnx:"))
+    raise ConfigError(f"unknown embedder {name!r} (known: dlib-onnx, dlib, onnx:/path/to/model.onnx)")
 
 
 _ANALYZERS: dict[tuple[Any, ...], FaceAnalyzer] = {}
