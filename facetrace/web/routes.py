@@ -527,19 +527,7 @@ def add_report_photos(
     service: Service = Depends(get_service),
 ) -> Response:
     """Enroll more reference photos (all checked first), then match the report again."""
-    uploads = _uploads(form, "photos")
-    photos, problems = check_uploads(service, uploads, "report")
-    if problems or not uploads:
-        return _report_page(
-            request, actor, service, reference, status=422, problems=problems, error="" if uploads else "Choose photos."
-        )
-    try:
-        result = _wf(service, actor).add_report_photos(actor.user, reference, photos)
-    except FacetraceError as exc:
-        if exc.status in (403, 404):
-            raise
-        return _report_page(request, actor, service, reference, status=exc.status, error=exc.message)
-    return redirect(f"/reports/{_q(result['report']['reference'])}", "photos_added")
+    return _add_photos("report", request, actor, service, reference, form)
 
 
 @router.post("/reports/{reference}/contacts")
@@ -705,19 +693,30 @@ def add_case_photos(
     service: Service = Depends(get_service),
 ) -> Response:
     """Add photos to a case (all checked first), then search it again."""
+    return _add_photos("case", request, actor, service, reference, form)
+
+
+def _add_photos(
+    kind: str, request: Request, actor: Actor, service: Service, reference: str, form: FormData
+) -> Response:
+    """Check the uploaded photos, add them to the report or case, and show the page again (with the
+    reasons on refusal) or redirect to it."""
+    page = _report_page if kind == "report" else _case_page
     uploads = _uploads(form, "photos")
-    photos, problems = check_uploads(service, uploads, "case")
+    photos, problems = check_uploads(service, uploads, kind)
     if problems or not uploads:
-        return _case_page(
+        return page(
             request, actor, service, reference, status=422, problems=problems, error="" if uploads else "Choose photos."
         )
+    workflow = _wf(service, actor)
+    add = workflow.add_report_photos if kind == "report" else workflow.add_case_photos
     try:
-        result = _wf(service, actor).add_case_photos(actor.user, reference, photos)
+        result = add(actor.user, reference, photos)
     except FacetraceError as exc:
         if exc.status in (403, 404):
             raise
-        return _case_page(request, actor, service, reference, status=exc.status, error=exc.message)
-    return redirect(f"/cases/{_q(result['case']['reference'])}", "photos_added")
+        return page(request, actor, service, reference, status=exc.status, error=exc.message)
+    return redirect(f"/{kind}s/{_q(result[kind]['reference'])}", "photos_added")
 
 
 @router.get("/cases/{reference}/report.pdf")
