@@ -49,6 +49,8 @@ class Person(Base):
     source: Mapped[str] = mapped_column(String(300))
     legal_basis: Mapped[str] = mapped_column(String(300))
     collected_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # After this moment the record must be erased (`facetrace retention apply`); None: no limit set.
+    retain_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True, index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
     images: Mapped[list[Image]] = relationship(
