@@ -22,8 +22,8 @@ serve: setup
 	$(VENV)/bin/facetrace serve --host $(HOST) --port $(PORT)
 
 lint: setup
-	$(VENV)/bin/ruff check facetrace tests bench
-	$(VENV)/bin/ruff format --check facetrace tests bench
+	$(VENV)/bin/ruff check facetrace tests bench fuzz
+	$(VENV)/bin/ruff format --check facetrace tests bench fuzz
 	$(VENV)/bin/mypy facetrace
 
 test: setup

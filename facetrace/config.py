@@ -8,10 +8,14 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 import platformdirs
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from facetrace.crypto import Keyring
 
 
 def default_home() -> Path:
@@ -26,6 +30,11 @@ class Settings(BaseSettings):
     home: Path = Field(default_factory=default_home)
     database_url: str | None = None
     vector_url: str | None = None
+    # Encryption at rest (facetrace.crypto): a base64 256-bit key in a 0600 file outside the home, or in
+    # FACETRACE_KEY. None: templates, contact details, photos and the index are stored unencrypted.
+    key_file: Path | None = None
+    key: SecretStr | None = None
+    previous_key_file: Path | None = None  # an older key, only to read values a rotation has not reached
     # Vision
     max_pixels: int = 50_000_000
     max_upload_bytes: int = 50 * 1024 * 1024
@@ -59,9 +68,18 @@ class Settings(BaseSettings):
     login_max_failures: int = 5  # per user name, within login_lockout_seconds; then locked out that long
     login_max_failures_per_address: int = 20  # per client address
     login_lockout_seconds: int = 900
+    # Searches (image, compare, video; API and web) per user, or per address without credentials:
+    # a token bucket refilled at this rate (0 = no limit) holding up to search_rate_burst searches.
+    search_rate_per_minute: float = 120.0
+    search_rate_burst: int = 60
     analysis_processes: int = 0  # API: processes analysing uploads (0 = one per core, 1 = in the server)
     job_workers: int = 1  # background jobs (imports, re-indexing) run at a time
+    job_nice: int = Field(0, ge=0, le=19)  # CPU niceness of an import's analysis processes; 10: searches first
     max_import_bytes: int = 2 * 1024**3  # one uploaded import archive
+    # Operations: logs, readiness, metrics (docs/operations.md)
+    log_format: Literal["text", "json"] = "text"
+    metrics_token: str | None = None  # GET /api/v1/metrics needs it as a bearer token; unset: loopback clients only
+    ready_min_free_mb: int = 512  # GET /api/v1/ready fails below this much free disk in the data home
     # Identification workflow
     min_evidence_items: int = 1  # corroborating evidence items required before an identification is confirmed
     notification_max_attempts: int = 5  # delivery attempts after transient SMTP errors
@@ -80,6 +98,27 @@ class Settings(BaseSettings):
     @cached_property
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{self.home / 'facetrace.db'}"
+
+    @property
+    def keyring(self) -> Keyring:
+        """The encryption keys (empty when none is configured). Raises ConfigError for a refused key."""
+        from facetrace.crypto import keyring_from
+
+        secret = self.key.get_secret_value() if self.key else None
+        inputs = (self.key_file, secret, self.previous_key_file, self.home)
+        # Cached with what it was read from: a model_copy with another key file must not reuse it.
+        cached = self.__dict__.get("_keyring")
+        if cached is None or cached[0] != inputs:
+            ring = keyring_from(
+                key_file=self.key_file, key=secret, previous_key_file=self.previous_key_file, home=self.home
+            )
+            cached = self.__dict__["_keyring"] = (inputs, ring)
+        return cached[1]
+
+    @property
+    def encrypted(self) -> bool:
+        """Whether data is encrypted at rest (a key is configured). Raises ConfigError for a refused key."""
+        return self.keyring.enabled
 
     @property
     def media_dir(self) -> Path:

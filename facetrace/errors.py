@@ -78,6 +78,43 @@ class PermissionDenied(FacetraceError):
     status = 403
 
 
+class DiskFullError(FacetraceError):
+    """A write failed because the disk (or the user's quota) is full: nothing half-written was kept."""
+
+    code = "disk_full"
+    status = 507
+
+
+#: errno values of a full disk or an exhausted quota.
+_DISK_FULL_ERRNOS = {28, 122}  # ENOSPC, EDQUOT (Linux)
+
+
+def disk_full_error(exc: BaseException, where: str = "") -> DiskFullError | None:
+    """Return a :class:`DiskFullError` when ``exc`` (or its cause) says the disk or quota is full, else None.
+
+    Recognises OSError ENOSPC/EDQUOT, SQLite's SQLITE_FULL and PostgreSQL's disk_full (SQLSTATE 53100),
+    also when wrapped by SQLAlchemy (``exc.orig``).
+    """
+    seen: BaseException | None = exc
+    for _ in range(4):  # the exception, SQLAlchemy's driver error, and their causes
+        if seen is None:
+            break
+        if isinstance(seen, DiskFullError):
+            return seen
+        full = (
+            (isinstance(seen, OSError) and seen.errno in _DISK_FULL_ERRNOS)
+            or getattr(seen, "sqlite_errorcode", None) == 13  # SQLITE_FULL
+            or getattr(seen, "sqlstate", None) == "53100"
+            # SQLite's message, and C++ libraries (FAISS) that report strerror in a RuntimeError
+            or any(text in str(seen) for text in ("database or disk is full", "No space left", "Disk quota exceeded"))
+        )
+        if full:
+            place = f" ({where})" if where else ""
+            return DiskFullError(f"the disk is full{place}: free some space, then run the same command again")
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    return None
+
+
 class PolicyError(FacetraceError):
     """An action that the identification policy forbids (two-person rule, evidence...)."""
 

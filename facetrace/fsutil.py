@@ -6,6 +6,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from facetrace.faults import fault_point
+
 
 def atomic_write(path: Path, data: bytes, *, prefix: str | None = None) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the new one, never half of it:
@@ -16,7 +18,9 @@ def atomic_write(path: Path, data: bytes, *, prefix: str | None = None) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        fault_point("write.before_replace")
         os.replace(tmp, path)
+        fault_point("write.after_replace")
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -12,8 +12,11 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from facetrace import __version__
-from facetrace.api.errors import BodyLimitMiddleware, install_error_handlers
+from facetrace.api.errors import ERROR_RESPONSES, BodyLimitMiddleware, install_error_handlers
+from facetrace.api.observability import install_request_context
+from facetrace.api.observability import router as metrics_router
 from facetrace.api.routers import audit, auth, jobs, persons, search, system, users, video, workflow
+from facetrace.api.security import install_security_headers
 from facetrace.api.service import Service
 from facetrace.config import Settings, get_settings
 
@@ -38,6 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         service.jobs.recover()
+        service.warm_up()  # the index loads now, not in the first search (GET /ready says when)
         yield
         service.close()
 
@@ -65,8 +69,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return 2 * settings.max_upload_bytes + MULTIPART_MARGIN  # compare takes two images
 
     app.add_middleware(BodyLimitMiddleware, limit_for=body_limit)
+    install_security_headers(app)  # outermost: error responses get the headers too
+    install_request_context(app, service.metrics)  # request ids and latency, 500s and 413s included
     for module in (system, auth, users, persons, search, video, jobs, audit, workflow):
-        app.include_router(module.router, prefix=API_PREFIX)
+        app.include_router(module.router, prefix=API_PREFIX, responses=ERROR_RESPONSES)
+    app.include_router(metrics_router, prefix=API_PREFIX, responses=ERROR_RESPONSES)  # GET /api/v1/metrics
     from facetrace.web import router as web_router  # the web UI's pages at /, outside /api/v1
 
     app.include_router(web_router)

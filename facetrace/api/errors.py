@@ -15,10 +15,12 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from facetrace.errors import FacetraceError, ImageError
+from facetrace.errors import FacetraceError, ImageError, disk_full_error
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,49 @@ class BodyTooLarge(StarletteHTTPException):
 
     def __init__(self, limit: int) -> None:
         super().__init__(413, f"the request body grew past the limit of {limit:,} bytes")
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="A stable machine-readable code, e.g. not_found, forbidden, invalid_request.")
+    message: str = Field(description="One line for a person.")
+
+
+class ErrorBody(BaseModel):
+    """The body of every error response."""
+
+    error: ErrorDetail
+
+
+# Declared on every API route, so that the published schema says what errors look like (instead of
+# FastAPI's default 422 body, which this API never sends).
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": description}
+    for status, description in {
+        400: "Bad request",
+        401: "No valid credentials",
+        403: "Not allowed for the caller's roles, or a missing CSRF token",
+        404: "No such resource",
+        409: "Conflict with the record's state or the identification policy",
+        413: "Upload or body too large",
+        415: "Unsupported media type",
+        422: "Invalid request",
+        429: "Too many attempts (Retry-After says when to try again)",
+    }.items()
+}
+
+
+def value_out_of_range(exc: BaseException) -> InvalidRequest | None:
+    """Return a 422 error when ``exc`` is the database refusing a value the request carried (an
+    integer past 64 bits on SQLite; on PostgreSQL also past its column's type, text past its
+    column's length, or text with a NUL character), else None. The statement failed, so its
+    transaction is rolled back: nothing is stored. Validating every field at the boundary would be
+    nicer, but this also catches the next field nobody thought of.
+    """
+    if isinstance(exc, DataError) or (isinstance(exc, OverflowError) and "SQLite INTEGER" in str(exc)):
+        return InvalidRequest(
+            "a value in the request cannot be stored: a number out of range, text too long, or a NUL character"
+        )
+    return None
 
 
 def error_body(code: str, message: str) -> dict[str, Any]:
@@ -110,8 +155,21 @@ def install_error_handlers(app: FastAPI) -> None:
     async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
         return error_response(422, "invalid_request", _validation_message(exc))
 
+    @app.exception_handler(DataError)
+    @app.exception_handler(OverflowError)
+    async def out_of_range(request: Request, exc: Exception) -> JSONResponse:
+        refused = value_out_of_range(exc)
+        if refused is None:
+            log.error("internal error on %s %s", request.method, request.url.path, exc_info=exc)
+            return error_response(500, "internal", "internal error; the server log has the details")
+        log.info("refused an out-of-range value on %s %s: %s", request.method, request.url.path, exc)
+        return error_response(refused.status, refused.code, refused.message)
+
     @app.exception_handler(Exception)
     async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+        if (full := disk_full_error(exc)) is not None:  # a full disk anywhere: say so, not "internal"
+            log.error("disk full on %s %s: %s", request.method, request.url.path, exc)
+            return error_response(full.status, full.code, full.message)
         log.error("internal error on %s %s", request.method, request.url.path, exc_info=exc)
         return error_response(500, "internal", "internal error; the server log has the details")
 

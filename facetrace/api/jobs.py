@@ -14,14 +14,15 @@ import shutil
 import threading
 import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from sqlalchemy import select
 
-from facetrace.errors import ConflictError, FacetraceError, ManifestError, NotFoundError
+from facetrace.errors import ConflictError, FacetraceError, ManifestError, NotFoundError, disk_full_error
+from facetrace.logs import job_id_var
 from facetrace.store.audit import append_event
 from facetrace.store.db import Database
 from facetrace.store.jobs import ACTIVE_STATES, MAX_STORED_ERRORS, Job, create_job, mark_interrupted
@@ -160,6 +161,13 @@ class JobRunner:
         return job
 
     def _run(self, job_id: int) -> None:
+        token = job_id_var.set(job_id)  # every log line of the job carries its id
+        try:
+            self._run_job(job_id)
+        finally:
+            job_id_var.reset(token)
+
+    def _run_job(self, job_id: int) -> None:
         with self.db.session() as session:
             job = session.get(Job, job_id)
             if job is None or job.state != "queued" or self.stopping:
@@ -167,6 +175,7 @@ class JobRunner:
             job.state, job.started_at, job.message = "running", utcnow(), None
         ctx = JobContext(self, job_id, self._cancel.get(job_id) or threading.Event())
         state, message, resumable, result = "done", None, False, {}
+        log.info("job %d (%s) started", job_id, job.kind)
         try:
             assert self._service is not None, "JobRunner.bind() was not called"
             result = JOB_KINDS[job.kind](self._service, ctx, job)
@@ -188,6 +197,16 @@ class JobRunner:
                 row.errors = ctx.errors[:MAX_STORED_ERRORS]
                 row.finished_at = utcnow()
         self._cancel.pop(job_id, None)
+        log.info(
+            "job %d (%s) %s: %d of %d done, %d error(s)",
+            job_id,
+            job.kind,
+            state,
+            ctx.done,
+            ctx.total,
+            len(ctx.errors),
+            extra={"job_kind": job.kind, "job_state": state},
+        )
 
     def shutdown(self, timeout: float = 30.0) -> None:
         """Stop: running jobs stop at their next progress report and are marked resumable."""
@@ -208,15 +227,18 @@ def extract_archive(archive: Path | BinaryIO, dest: Path, *, max_bytes: int) -> 
     """Extract a zip archive (a path or a seekable file) safely into ``dest``; return the number of files.
 
     Raises:
-        ManifestError: not a zip archive, a member path that leaves ``dest`` (absolute, ``..``),
-            a link, too many members, or more than ``max_bytes`` uncompressed.
+        ManifestError: not a zip archive, a damaged, encrypted or unsupported member, a member path
+            that leaves ``dest`` (absolute, ``..``) or cannot be a file there, a link, too many
+            members, or more than ``max_bytes`` uncompressed.
+        DiskFullError: the disk is full.
     """
     try:
         zf = zipfile.ZipFile(archive)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise ManifestError(f"the archive is not a readable zip file ({exc})") from None
+    except Exception as exc:  # zipfile raises many types on damaged archives: see _member_chunks
+        raise ManifestError(f"the archive is not a readable zip file ({_zip_reason(exc)})") from None
     with zf:
-        members = [m for m in zf.infolist() if not m.is_dir()]
+        # Not ZipInfo.is_dir(): it fails (IndexError) on a member with an empty name.
+        members = [m for m in zf.infolist() if not m.filename.endswith("/")]
         if len(members) > MAX_ARCHIVE_MEMBERS:
             raise ManifestError(f"the archive has more than {MAX_ARCHIVE_MEMBERS} files")
         if sum(m.file_size for m in members) > max_bytes:
@@ -229,15 +251,45 @@ def extract_archive(archive: Path | BinaryIO, dest: Path, *, max_bytes: int) -> 
             if (member.external_attr >> 16) & 0o170000 == 0o120000:
                 raise ManifestError(f"archive member {member.filename!r} is a link; refused")
             target = dest.joinpath(*rel.parts)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with zf.open(member) as src, target.open("wb") as out:
-                # Count what is actually written: the sizes in the zip's directory may lie.
-                while chunk := src.read(1 << 20):
-                    written += len(chunk)
-                    if written > max_bytes:
-                        raise ManifestError(f"the archive unpacks to more than {max_bytes:,} bytes")
-                    out.write(chunk)
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with target.open("wb") as out:
+                    # Count what is actually written: the sizes in the zip's directory may lie.
+                    for chunk in _member_chunks(zf, member):
+                        written += len(chunk)
+                        if written > max_bytes:
+                            raise ManifestError(f"the archive unpacks to more than {max_bytes:,} bytes")
+                        out.write(chunk)
+            except OSError as exc:
+                # A name too long, or a file where another member needs a folder ("a" and "a/b").
+                raise disk_full_error(exc, "unpacking the archive") or ManifestError(
+                    f"archive member {member.filename!r} cannot be unpacked ({exc.strerror or exc})"
+                ) from None
         return len(members)
+
+
+def _zip_reason(exc: BaseException) -> str:
+    """Return a one-line, bounded description of what zipfile raised."""
+    text = " ".join(str(exc).split())[:200]
+    return text or type(exc).__name__
+
+
+def _member_chunks(zf: zipfile.ZipFile, member: zipfile.ZipInfo) -> Iterator[bytes]:
+    """Yield the uncompressed bytes of ``member`` in chunks of at most 1 MiB.
+
+    Raises:
+        ManifestError: the member cannot be read: damaged (bad CRC, header or compressed data),
+            encrypted, or compressed with a method or zip version Python cannot read.
+    """
+    try:
+        with zf.open(member) as src:
+            while chunk := src.read(1 << 20):
+                yield chunk
+    except Exception as exc:
+        # Damaged archives make zipfile raise BadZipFile, zlib.error, NotImplementedError,
+        # RuntimeError (encrypted), UnicodeDecodeError, IndexError, OSError... (found by
+        # fuzz/fuzz_manifest.py): all mean the same to the person who uploaded it.
+        raise ManifestError(f"archive member {member.filename!r} cannot be read ({_zip_reason(exc)})") from None
 
 
 def import_items(folder: Path, params: dict[str, Any]) -> tuple[list[Any], list[dict[str, str]]]:
@@ -274,6 +326,7 @@ def _run_import(service: Service, ctx: JobContext, job: Job) -> dict[str, Any]:
         items,
         progress=lambda done, total, errors: ctx.progress(done, total, errors + len(problems)),
         workers=service.settings.workers,
+        nice=service.settings.job_nice,
     )
     for error in outcome.errors:
         error = dict(error)

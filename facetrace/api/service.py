@@ -12,16 +12,20 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from facetrace.api.jobs import JobRunner
+from facetrace.api.observability import Metrics
 from facetrace.config import Settings
 from facetrace.errors import FacetraceError
 from facetrace.gallery.service import EnrollOutcome, Gallery
 from facetrace.gallery.sources import EnrollItem
+from facetrace.index.base import VectorIndex
 from facetrace.store.db import Database
 from facetrace.vision.decode import decode_image
 from facetrace.vision.parallel import default_workers
@@ -52,6 +56,34 @@ class AnalysisPool:
         self.max_pixels = max_pixels
         self._executor: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
+        self.closed = False
+
+    def health(self) -> tuple[bool, str]:
+        """Return (usable, what state it is in) without starting anything: for the readiness check.
+
+        A pool whose worker died is dropped here too, so that the next image starts a fresh one
+        even when no search comes to notice it.
+        """
+        with self._lock:
+            executor = self._executor
+            if self.closed:
+                return False, "stopped: the server is shutting down"
+            if executor is None:
+                return True, "idle: the workers start with the first image"
+            if getattr(executor, "_broken", False):
+                self._executor = None
+                broken = executor
+            else:
+                return True, f"{self.alive()} of {self.processes} worker(s) running"
+        broken.shutdown(wait=False, cancel_futures=True)
+        log.error("an image analysis worker died; the pool starts afresh with the next image")
+        return False, "a worker died; the pool starts afresh with the next image"
+
+    def alive(self) -> int:
+        """Return the number of live worker processes (0 before the first image)."""
+        executor = self._executor
+        processes = dict(getattr(executor, "_processes", None) or {}) if executor is not None else {}
+        return sum(1 for p in processes.values() if p.is_alive())
 
     def _pool(self) -> ProcessPoolExecutor:
         with self._lock:
@@ -71,7 +103,7 @@ class AnalysisPool:
         try:
             result = pool.submit(_analyze_in_worker, data, name, self.max_pixels, self.options).result()
         except BrokenProcessPool:
-            log.error("an image analysis worker died on %s; restarting the pool", name)
+            log.error("an image analysis worker died; restarting the pool")  # no file name: it may name a person
             with self._lock:
                 if self._executor is pool:
                     self._executor = None
@@ -83,6 +115,7 @@ class AnalysisPool:
 
     def close(self) -> None:
         with self._lock:
+            self.closed = True
             if self._executor is not None:
                 self._executor.shutdown(wait=True, cancel_futures=True)
                 self._executor = None
@@ -91,8 +124,10 @@ class AnalysisPool:
 class ServiceGallery(Gallery):
     """The engine's :class:`Gallery`, analysing uploads in the pool (or serialised in-process)."""
 
-    def __init__(self, settings: Settings, *, db: Database) -> None:
+    def __init__(self, settings: Settings, *, db: Database, metrics: Metrics | None = None) -> None:
         super().__init__(settings, db=db)
+        self.metrics = metrics or Metrics()
+        self._enrolling = 0  # enrollments of this process inside _enroll_one (see index())
         processes = settings.analysis_processes or default_workers()
         self.pool = AnalysisPool(processes, self.analyzer_options, settings.max_pixels) if processes > 1 else None
         self._analysis_lock = threading.Lock()
@@ -103,6 +138,79 @@ class ServiceGallery(Gallery):
             return self.pool.detect(data, name)
         with self._analysis_lock:  # dlib's models are not meant for concurrent calls
             return super().detect(data, name)
+
+    def index(self) -> VectorIndex:
+        """Return the index (see :meth:`Gallery.index`), without re-reading the database while an
+        enrollment of this process is between committing a template and adding it to the index."""
+        # Otherwise a search in that moment finds the database ahead, re-reads every template row and
+        # rewrites the index file to add the one template the enrollment is about to add itself: under
+        # a bulk import, once per search, with the gallery lock held (measured: bench/api_load.py).
+        with self._lock:
+            if self._index is not None and self._enrolling:
+                return self._index
+        return super().index()
+
+    def loaded_index(self) -> Any:
+        """Return the index when it is loaded in memory, else None (never loads it)."""
+        return self._index
+
+    def index_consistency(self, *, lock_timeout: float = 0.5) -> tuple[bool, str]:
+        """Return (ok, state) of the loaded index against the database, cheaply: one grouped count.
+
+        The index must hold exactly the database's templates when both are at the same gallery
+        version; when the database is ahead (an enrollment committed, its template about to be
+        added, or another process enrolled) the index catches up with the next search, so that is
+        no failure. Never loads or syncs the index itself.
+        """
+        for attempt in range(2):
+            if not self._lock.acquire(timeout=lock_timeout):
+                return True, "busy: the index is being brought in line with the database"
+            try:
+                index = self._index
+                if index is None:
+                    return False, "loading: the index is not in memory yet"
+                held, version = len(index), self._version
+                stored = self._face_count()
+                current = self.db.gallery_version()
+            finally:
+                self._lock.release()
+            if current != version:
+                return True, "catching up: the database changed since the index was last brought in line"
+            if held == stored:
+                return True, "loaded, in line with the database"
+            if attempt == 0:
+                time.sleep(0.2)  # an enrollment in another thread may be adding its template right now
+        log.error("readiness: the index holds %d templates, the database %d at the same version", held, stored)
+        return False, "damaged: the index and the database disagree on the templates they hold"
+
+    def analysis_workers_alive(self) -> int:
+        """Return the live analysis worker processes (1 when images are analysed in the server)."""
+        return self.pool.alive() if self.pool is not None else 1
+
+    def _enroll_one(
+        self,
+        item: EnrollItem,
+        path: Path,
+        data: bytes,
+        digest: str,
+        result: Any,
+        outcome: EnrollOutcome,
+    ) -> str | None:
+        # Counted image by image (not when a whole import ends), so that metrics follow a long import.
+        enrolled, skipped = outcome.images_enrolled, outcome.images_skipped
+        with self._lock:
+            self._enrolling += 1
+        try:
+            error = super()._enroll_one(item, path, data, digest, result, outcome)
+        finally:
+            with self._lock:
+                self._enrolling -= 1
+        self.metrics.count_enrollment(
+            enrolled=outcome.images_enrolled - enrolled,
+            skipped=outcome.images_skipped - skipped,
+            failed=1 if error else 0,
+        )
+        return error
 
     def enroll_uploads(self, items: list[EnrollItem]) -> EnrollOutcome:
         """Enroll a few uploaded images in this thread (bulk imports run as jobs); return the outcome."""
@@ -123,6 +231,8 @@ class Service:
     db: Database
     gallery: ServiceGallery
     jobs: JobRunner
+    metrics: Metrics = field(default_factory=Metrics)
+    _warm_up: threading.Thread | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def open(cls, settings: Settings) -> Service:
@@ -132,13 +242,36 @@ class Service:
             ConfigError: the database cannot be opened.
         """
         settings.home.mkdir(parents=True, exist_ok=True)
-        db = Database(settings.db_url)
-        gallery = ServiceGallery(settings, db=db)
-        service = cls(settings=settings, db=db, gallery=gallery, jobs=JobRunner(db, workers=settings.job_workers))
+        if not settings.encrypted:
+            log.warning(
+                "encryption at rest is OFF: templates, contact details and photos are stored unencrypted "
+                "(create a key with `facetrace key generate PATH`, set FACETRACE_KEY_FILE, run `facetrace key rotate`)"
+            )
+        db = Database(settings.db_url, keyring=settings.keyring)
+        metrics = Metrics()
+        gallery = ServiceGallery(settings, db=db, metrics=metrics)
+        jobs = JobRunner(db, workers=settings.job_workers)
+        service = cls(settings=settings, db=db, gallery=gallery, jobs=jobs, metrics=metrics)
         service.jobs.bind(service)
+        metrics.bind(service)
         return service
+
+    def warm_up(self) -> None:
+        """Load the face models and the index (synced with the database) now, in the background,
+        rather than in the first search; readiness reports the index as loading meanwhile."""
+
+        def load() -> None:
+            try:
+                self.gallery.index()
+            except Exception as exc:  # the first search reports it to its caller
+                log.error("loading the index failed: %s", exc)
+
+        self._warm_up = threading.Thread(target=load, name="facetrace-warm-up", daemon=True)
+        self._warm_up.start()
 
     def close(self) -> None:
         """Stop the job runner and the analysis pool; save the index; close the database."""
+        if self._warm_up is not None:
+            self._warm_up.join(120)  # not closed under a loading index
         self.jobs.shutdown()
         self.gallery.close()

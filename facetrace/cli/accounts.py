@@ -79,7 +79,7 @@ def search_records(result: dict[str, Any]) -> list[str]:
 def _db() -> Database:
     settings = get_settings()
     settings.home.mkdir(parents=True, exist_ok=True)
-    return Database(settings.db_url)
+    return Database(settings.db_url, keyring=settings.keyring)
 
 
 def _read_password(password_stdin: bool) -> str:

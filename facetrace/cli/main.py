@@ -12,13 +12,18 @@ import typer
 from rich.table import Table
 
 from facetrace.cli.accounts import audit_app, cli_audit, person_records, search_records, user_app
+from facetrace.cli.backup import register as register_backup
+from facetrace.cli.doctor import doctor
 from facetrace.cli.evaluation import register as register_evaluation
 from facetrace.cli.index import register as register_index_commands
+from facetrace.cli.key import key_app
 from facetrace.cli.output import console, emit_json, fail, progress_bar
+from facetrace.cli.retention import register as register_retention
 from facetrace.cli.serve import serve
 from facetrace.cli.workflow import register as register_workflow
 from facetrace.config import Settings, get_settings
-from facetrace.errors import FacetraceError
+from facetrace.errors import FacetraceError, disk_full_error
+from facetrace.logs import setup_logging
 
 app = typer.Typer(
     help="facetrace: face identification for humanitarian identification.",
@@ -33,9 +38,13 @@ app.add_typer(index_app, name="index")
 register_index_commands(index_app)
 app.add_typer(user_app, name="user")
 app.add_typer(audit_app, name="audit")
+app.add_typer(key_app, name="key")
 app.command()(serve)
+app.command()(doctor)
 register_workflow(app)  # report, case, lead, identification, notification
 register_evaluation(app)  # eval, calibrate
+register_retention(app)  # retention apply
+register_backup(app)  # backup, restore
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
@@ -49,11 +58,8 @@ def main(
 ) -> None:
     if home is not None:
         os.environ["FACETRACE_HOME"] = str(home)
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    # Text or JSON lines as FACETRACE_LOG_FORMAT says; `serve --log-json` switches to JSON.
+    setup_logging(logging.INFO if verbose else logging.WARNING)
 
 
 def _settings() -> Settings:
@@ -99,6 +105,9 @@ def enroll(
     person_id: Annotated[str | None, typer.Option("--id", help="Video: the person's external id.")] = None,
     name: Annotated[str | None, typer.Option(help="Video: the person's name.")] = None,
     workers: Annotated[int, typer.Option(help="Processes (0 = every core).")] = 0,
+    retain_until: Annotated[
+        str | None, typer.Option(help="Folder import: erase these persons after this date (ISO).")
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Enroll reference photos. Idempotent and resumable; exits non-zero only if nothing was enrolled.
@@ -130,6 +139,11 @@ def enroll(
         if not source or not legal_basis:
             fail("a folder import needs --source and --legal-basis (every record carries its provenance)")
         items = read_folder(folder, source=source or "", legal_basis=legal_basis or "")
+        if retain_until:
+            from facetrace.workflow.retention import parse_retain_until
+
+            for item in items:
+                item.retain_until = parse_retain_until(retain_until, "--retain-until")
     gallery = _gallery()
     with progress_bar("enrolling", enabled=not json_out and sys.stderr.isatty()) as update:
         outcome = gallery.enroll(items, progress=update, workers=workers)
@@ -316,6 +330,8 @@ def run() -> None:
     except SystemExit:
         raise
     except Exception as exc:  # never a traceback for a user
+        if (full := disk_full_error(exc)) is not None:
+            fail(full.message)
         _fail_if_usage_error(exc)
         logging.getLogger("facetrace").debug("internal error", exc_info=True)
         fail(f"internal error: {type(exc).__name__}: {exc}", 2)

@@ -8,12 +8,19 @@ import typer
 
 from facetrace.cli.output import emit_json, err_console
 from facetrace.config import get_settings
+from facetrace.errors import FacetraceError
+from facetrace.logs import setup_logging
 
 
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on (loopback by default).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
-    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    log_level: Annotated[
+        str, typer.Option(help="Log level: debug, info (a line per request), warning, error.")
+    ] = "info",
+    log_json: Annotated[
+        bool, typer.Option("--log-json", help="Log JSON lines (with request ids); default: FACETRACE_LOG_FORMAT.")
+    ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the server's address as JSON first.")] = False,
 ) -> None:
     """Run the REST API (``/api/v1``) until interrupted. Bootstrap an admin first with
@@ -24,6 +31,12 @@ def serve(
     from facetrace.api.deps import is_loopback
 
     settings = get_settings()
+    level = log_level.upper()
+    if level not in ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG", "TRACE"):
+        raise FacetraceError(f"unknown log level {log_level!r} (debug, info, warning, error)")
+    # One handler for facetrace's and uvicorn's records; uvicorn's own access log is off: the
+    # request middleware logs each request with its id and route template, never the raw path.
+    setup_logging("DEBUG" if level == "TRACE" else level, "json" if log_json else settings.log_format)
     app = create_app(settings)
     url = f"http://{host if ':' not in host else f'[{host}]'}:{port}/api/v1"
     if json_out:
@@ -41,7 +54,9 @@ def serve(
         app,
         host=host,
         port=port,
-        log_level=log_level,
+        log_level=log_level.lower(),
+        log_config=None,
+        access_log=False,
         proxy_headers=True,
         forwarded_allow_ips="127.0.0.1",
         server_header=False,

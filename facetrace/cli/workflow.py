@@ -149,6 +149,7 @@ def report_add(
         typer.Option(help="name=..,relation=..,email=..,phone=..,language=..; repeat for several."),
     ] = None,
     photo: PhotosOpt = None,
+    retain_until: Annotated[str | None, typer.Option(help="Erase after this date (ISO date or date-time).")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Register a missing-person report and match it against the open cases.
@@ -169,6 +170,7 @@ def report_add(
             reference=reference,
             contacts=contacts,
             photos=photos,
+            retain_until=retain_until,
         )
     r = result["report"]
     _print(
@@ -191,6 +193,9 @@ def report_update(
     reported_by: Annotated[str | None, typer.Option()] = None,
     source: Annotated[str | None, typer.Option()] = None,
     legal_basis: Annotated[str | None, typer.Option()] = None,
+    retain_until: Annotated[
+        str | None, typer.Option(help="Erase after this date (ISO date or date-time); 'none' removes it.")
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Change a report's fields, then match it again."""
@@ -208,6 +213,8 @@ def report_update(
     }
     if date_of_birth is not None:
         fields["date_of_birth"] = date_of_birth
+    if retain_until is not None:
+        fields["retain_until"] = None if retain_until.strip().lower() in ("", "none") else retain_until
     with _session(user) as (wf, actor):
         result = wf.update_report(actor, reference, **fields)
     _print(
@@ -370,6 +377,7 @@ def case_add(
     description: Annotated[str, typer.Option()] = "",
     reference: Annotated[str | None, typer.Option(help="Your reference (default: C-NNNNNN).")] = None,
     photo: PhotosOpt = None,
+    retain_until: Annotated[str | None, typer.Option(help="Erase after this date (ISO date or date-time).")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Open a case with its photos and search it against all reports."""
@@ -384,6 +392,7 @@ def case_add(
             description=description,
             reference=reference,
             photos=photos,
+            retain_until=retain_until,
         )
     c = result["case"]
     _print(
@@ -404,6 +413,9 @@ def case_update(
     holding_organisation: Annotated[str | None, typer.Option()] = None,
     description: Annotated[str | None, typer.Option()] = None,
     status: Annotated[str | None, typer.Option(help="open or closed.")] = None,
+    retain_until: Annotated[
+        str | None, typer.Option(help="Erase after this date (ISO date or date-time); 'none' removes it.")
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Change a case's fields; an open case is searched again."""
@@ -420,6 +432,8 @@ def case_update(
     }
     if found_at is not None:
         fields["found_at"] = found_at
+    if retain_until is not None:
+        fields["retain_until"] = None if retain_until.strip().lower() in ("", "none") else retain_until
     with _session(user) as (wf, actor):
         result = wf.update_case(actor, reference, **fields)
     _print(
@@ -775,3 +789,54 @@ def notification_resolve(
     with _session(user) as (wf, actor):
         n = wf.resolve_notification(actor, notification_id, resolution=chosen[0], rationale=rationale)
     _print(n, json_out, f"notification {n['id']} is now {n['status']}")
+
+
+def _erase(kind: str, reference: str, user: str, reason: str, force: bool, yes: bool, json_out: bool) -> None:
+    import sys
+
+    if not yes and sys.stdin.isatty() and not typer.confirm(f"Erase {kind} {reference} and everything it holds?"):
+        fail("not erased", 1)
+    with _session(user) as (wf, actor):
+        erase = wf.erase_report if kind == "report" else wf.erase_case
+        result = erase(actor, reference, reason=reason, force=force)
+    _print(
+        result,
+        json_out,
+        f"{kind} {reference} erased: {result['faces']} face(s), {result['images']} image(s), "
+        f"{result['media_files_removed']} file(s), {result['leads']} lead(s), "
+        f"{result['identifications']} identification(s), {result['notifications']} notification(s)",
+    )
+
+
+ReasonOpt = Annotated[str, typer.Option(help="The legal reason, kept in the audit trail.")]
+ForceOpt = Annotated[
+    bool, typer.Option("--force", help="Erase even with a lead under review or a pending notification.")
+]
+YesOpt = Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")]
+
+
+@report_app.command("erase")
+def report_erase(
+    reference: str,
+    user: AsOpt = "",
+    reason: ReasonOpt = "erasure request",
+    force: ForceOpt = False,
+    yes: YesOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Erase a report end to end: merged reports, photos, templates, contacts, leads, identifications,
+    notifications. Irreversible; the audit trail keeps that it happened, not the data."""
+    _erase("report", reference, user, reason, force, yes, json_out)
+
+
+@case_app.command("erase")
+def case_erase(
+    reference: str,
+    user: AsOpt = "",
+    reason: ReasonOpt = "erasure request",
+    force: ForceOpt = False,
+    yes: YesOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Erase a case end to end: photos, templates, leads, identifications, notifications. Irreversible."""
+    _erase("case", reference, user, reason, force, yes, json_out)

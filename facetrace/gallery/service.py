@@ -22,7 +22,9 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from facetrace.config import Settings
-from facetrace.errors import ConfigError, FacetraceError, ImageError, NoFaceError, NotFoundError
+from facetrace.crypto import DecryptionError
+from facetrace.errors import ConfigError, FacetraceError, ImageError, NoFaceError, NotFoundError, disk_full_error
+from facetrace.faults import fault_point
 from facetrace.gallery.calibration import Calibration
 from facetrace.gallery.scoring import CohortScorer, rank_persons
 from facetrace.gallery.sources import EnrollItem
@@ -80,8 +82,8 @@ class Gallery:
     def __init__(self, settings: Settings, *, db: Database | None = None) -> None:
         self.settings = settings
         settings.home.mkdir(parents=True, exist_ok=True)
-        self.db = db or Database(settings.db_url)
-        self.media = MediaStore(settings.media_dir)
+        self.db = db or Database(settings.db_url, keyring=settings.keyring)
+        self.media = MediaStore(settings.media_dir, keyring=settings.keyring)
         self._analyzer: FaceAnalyzer | None = None
         self._calibration: Calibration | None = None
         self._index: VectorIndex | None = None
@@ -153,8 +155,14 @@ class Gallery:
         with self._lock:
             version = self.db.gallery_version()
             if self._index is None or version != self._version:
-                self._index = self._open_index()
-                self._sync_index(self._index)
+                self._index = self._open_index() if self._index is not None else self._verified(self._open_index())
+                try:
+                    self._sync_index(self._index)
+                except DecryptionError:
+                    # A key is missing or wrong: drop the half-filled index, so that closing the gallery
+                    # does not save it over the index file.
+                    self._index = None
+                    raise
                 self._version = version
             self._maybe_grow_index(self._index)  # cheap; enrollment and erasure change the size too
             return self._index
@@ -166,6 +174,29 @@ class Gallery:
         if isinstance(index, FaissIndex):
             index.vector_source = self._vectors  # exact re-ranking of compressed codes
         return index
+
+    def _verified(self, index: VectorIndex) -> VectorIndex:
+        """Return ``index``, or a new empty one of the same plan (filled from the database by the sync) when a
+        sample of its exact templates differs from the database's: a file can load and hold the right ids
+        while its vectors are damaged (bit rot). ``facetrace doctor`` checks many more."""
+        if not isinstance(index, FaissIndex) or not index.plan.exact_codes or not len(index):
+            return index
+        held = index.ids()
+        sample = np.sort(np.random.default_rng().choice(held, size=min(16, len(held)), replace=False))
+        stored = self._vectors(sample)
+        known = ~np.isnan(stored[:, 0])  # ids erased from the database are the sync's business
+        try:
+            found = index.vectors(sample[known])
+        except KeyError:
+            return index
+        with np.errstate(all="ignore"):  # damaged bytes may decode to huge floats or NaN
+            cosine = np.sum(found.astype(np.float64) * stored[known], axis=1)
+        if np.all(np.abs(np.nan_to_num(cosine, nan=-1.0) - 1.0) <= 1e-4):
+            return index
+        log.warning("index %s holds damaged templates: rebuilding it from the database", self.index_path.name)
+        fresh = FaissIndex(self._dim, path=index.path, plan=index.plan, keyring=self.settings.keyring)
+        fresh.vector_source = self._vectors
+        return fresh
 
     def _face_count(self) -> int:
         with self.db.sessions() as session:
@@ -199,9 +230,9 @@ class Gallery:
             log.log(
                 level, "index brought in line with the database: %d face(s) added, %d removed", len(missing), len(extra)
             )
-            index.save()
+            self._save_or_warn(index)
         elif isinstance(index, FaissIndex) and index.path is not None and not index.path.exists():
-            index.save()
+            self._save_or_warn(index)
 
     def _fill_index(self, index: VectorIndex, face_ids: np.ndarray, progress: ProgressFn | None = None) -> None:
         """Add the database templates ``face_ids`` to ``index``, training it first on a sample if it needs it."""
@@ -281,10 +312,11 @@ class Gallery:
         replace it (and its file, atomically); return how many faces it holds."""
         started = time.perf_counter()
         ids = np.fromiter((r[0] for r in self._face_rows()), dtype=np.int64)
-        new = FaissIndex(self._dim, path=self.index_path, plan=plan)
+        new = FaissIndex(self._dim, path=self.index_path, plan=plan, keyring=self.settings.keyring)
         new.vector_source = self._vectors
         if len(ids):
             self._fill_index(new, ids, progress)
+        fault_point("rebuild.before_save")
         with self._lock:
             version = self.db.gallery_version()
             self._sync_index(new)  # changes made while it was being built
@@ -380,7 +412,12 @@ class Gallery:
 
     # -- enrollment -------------------------------------------------------------------------
     def enroll(
-        self, items: list[EnrollItem], *, progress: ProgressFn | None = None, workers: int | None = None
+        self,
+        items: list[EnrollItem],
+        *,
+        progress: ProgressFn | None = None,
+        workers: int | None = None,
+        nice: int = 0,
     ) -> EnrollOutcome:
         """Enroll each item's images; return what was done and the per-file errors.
 
@@ -417,6 +454,7 @@ class Gallery:
             workers=self.settings.workers if workers is None else workers,
             largest_only=True,
             options=self.analyzer_options,
+            nice=nice,  # > 0 for a server's background import: searches keep the cores first
         )
         try:
             for (item, path, data, digest), result in zip(todo, results, strict=True):
@@ -426,9 +464,34 @@ class Gallery:
                     outcome.errors.append({"file": str(path), "person": item.external_id, "error": error})
                 if progress:
                     progress(done, total, len(outcome.errors))
+        except Exception as exc:
+            # A full disk stops the whole run (the next image would fail too). What was committed stays
+            # enrolled, the failed image was rolled back: a rerun of the same command finishes the job.
+            if (full := disk_full_error(exc, str(self.settings.home))) is None:
+                raise
+            raise type(full)(
+                f"{full.message} ({outcome.images_enrolled} image(s) were enrolled before it filled; "
+                "a rerun skips them)"
+            ) from None
         finally:
-            self._save_index()
+            fault_point("enroll.before_index_save")
+            with self._lock:
+                self._save_or_warn(self._index)
         return outcome
+
+    @staticmethod
+    def _save_or_warn(index: VectorIndex | None) -> None:
+        """Save ``index``; on a full disk keep the old file and go on with the index in memory (the database
+        is the truth: the next open adds the missing templates from it). A full disk stops writes (and
+        must not hide an enrollment's own outcome), not searches."""
+        if index is None:
+            return
+        try:
+            index.save()
+        except Exception as exc:  # FAISS reports a failed write as a RuntimeError
+            if disk_full_error(exc) is None:
+                raise
+            log.warning("index not saved (%s): it is brought in line with the database when next opened", exc)
 
     def _enrolled_pairs(self, external_ids: set[str]) -> set[tuple[str, str]]:
         """Return the (external id, image sha256) pairs already enrolled for these persons only
@@ -463,6 +526,7 @@ class Gallery:
             return f"face quality {face.quality.score:.0f} is below the minimum {self.settings.min_quality:.0f}"
         height, width = _image_size(data)
         _, rel = self.media.put(data, path.suffix or ".jpg")
+        fault_point("enroll.after_media")
         # Another worker (another process or machine on a shared database) may create the same person or
         # enroll the same image between our check and our commit: the unique constraints refuse the second
         # write, and we then take the other worker's person, or count the image as already enrolled.
@@ -476,6 +540,7 @@ class Gallery:
                     return None
                 if attempt == 2:
                     raise
+        fault_point("enroll.after_commit")
         outcome.persons_created += created
         outcome.images_enrolled += 1
         with self._lock:
@@ -502,10 +567,13 @@ class Gallery:
                     source=item.source,
                     legal_basis=item.legal_basis,
                     collected_at=item.collected_at,
+                    retain_until=item.retain_until,
                 )
                 session.add(person)
                 session.flush()
                 created = 1
+            elif item.retain_until is not None and person.retain_until != item.retain_until:
+                person.retain_until = item.retain_until  # a later import may set or change the date
             face_row = self._add_image(session, person, rel, name, digest, width, height, face)
             self.db.bump_gallery_version(session)
             return created, face_row, person.id
@@ -535,8 +603,7 @@ class Gallery:
 
     def _save_index(self) -> None:
         with self._lock:
-            if self._index is not None:
-                self._index.save()
+            self._save_or_warn(self._index)
 
     # -- search -----------------------------------------------------------------------------
     def gallery_size(self) -> int:
@@ -793,8 +860,26 @@ class Gallery:
         with self.db.sessions() as session:
             still_used = set(session.execute(select(Image.media_path).where(Image.media_path.in_(media))).scalars())
         removed = sum(self.media.delete(rel) for rel in media if rel not in still_used)
-        self.db.purge_deleted()
+        self.db.purge_deleted(("persons", "images", "faces"))  # PostgreSQL: VACUUM them
         return {"external_id": external_id, "faces_removed": len(face_ids), "media_files_removed": removed}
+
+    def forget_faces(self, face_ids: list[int]) -> None:
+        """Take erased templates out of the index (already deleted from the database) and save it.
+
+        Idempotent: ids the index does not hold are ignored. An index not opened yet is opened, which
+        brings it in line with the database and so drops them too.
+        """
+        with self._lock:
+            if self._index is None:
+                self.index()
+                return
+            ids = np.array(sorted(set(face_ids)), dtype=np.int64)
+            if len(ids):
+                self._index.remove(ids)
+            for fid in ids.tolist():
+                self._person_of.pop(fid, None)
+            self._index.save()
+            self._version = self.db.gallery_version()
 
     def iter_faces(self) -> Iterator[tuple[int, int, np.ndarray]]:
         """Yield (face id, person id, embedding) for every gallery face of the current model."""
@@ -848,7 +933,17 @@ def _person_dict(person: Person) -> dict[str, Any]:
         "source": person.source,
         "legal_basis": person.legal_basis,
         "collected_at": person.collected_at.isoformat() if person.collected_at else None,
+        "retain_until": _iso_utc(person.retain_until),
     }
+
+
+def _iso_utc(value: Any) -> str | None:
+    """Return ISO text in UTC for an aware or (SQLite: naive, stored as UTC) datetime, or None."""
+    if value is None:
+        return None
+    from datetime import UTC
+
+    return str((value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC).isoformat())
 
 
 def _image_size(data: bytes) -> tuple[int, int]:

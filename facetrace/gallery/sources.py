@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ class EnrollItem:
     legal_basis: str
     attributes: dict[str, Any] = field(default_factory=dict)
     collected_at: datetime | None = None
+    retain_until: datetime | None = None  # erase after this moment (`facetrace retention apply`)
 
 
 @dataclass
@@ -69,22 +70,33 @@ def read_folder(folder: Path, *, source: str, legal_basis: str) -> list[EnrollIt
 
 
 def _contained(base: Path, relative: str) -> Path | None:
-    """Resolve ``relative`` under ``base``; None when it is absolute or leaves ``base``."""
+    """Resolve ``relative`` under ``base``; None when it is absolute or leaves ``base``.
+
+    Raises:
+        RuntimeError: the path runs into a symbolic link loop (Python 3.11's ``Path.resolve``).
+    """
     if not relative or Path(relative).is_absolute() or relative.startswith(("\\", "~")):
         return None
     target = (base / relative).resolve()
     return target if target.is_relative_to(base.resolve()) else None
 
 
+def _aware(value: datetime) -> datetime:
+    """Return ``value`` with a time zone (a bare date or naive time is taken as UTC)."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
 def read_manifest(path: Path) -> tuple[list[EnrollItem], list[SourceProblem]]:
     """Parse a CSV manifest; return the valid items and the rows refused, with reasons.
 
     Columns: external_id, name, image (paths relative to the manifest, ``;``-separated),
-    source, legal_basis; optional collected_at (ISO date), contact_* columns, and any other
+    source, legal_basis; optional collected_at (ISO date), retain_until (ISO date or date-time:
+    the person is erased after it), contact_* columns, and any other
     column, kept as metadata. Rows with the same external_id are merged.
 
     Raises:
-        ManifestError: the file is unreadable, not CSV text, too big, or lacks a required column.
+        ManifestError: the file is unreadable, not CSV text, too big, lacks a required column, or
+            names a column twice.
     """
     try:
         if path.stat().st_size > MAX_MANIFEST_BYTES:
@@ -113,6 +125,12 @@ def read_manifest(path: Path) -> tuple[list[EnrollItem], list[SourceProblem]]:
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
         raise ManifestError(f"{path.name}: missing column(s) {', '.join(missing)}")
+    # Two columns of one name: all but the last would be dropped without a word. (Unnamed
+    # columns, as spreadsheets add at the end, are ignored anyway.)
+    duplicates = sorted({c for c in header if c and header.count(c) > 1})
+    if duplicates:
+        names = ", ".join(repr(c[:40]) for c in duplicates[:5])
+        raise ManifestError(f"{path.name}: column(s) {names} appear more than once")
     base = path.parent
     items: dict[str, EnrollItem] = {}
     problems: list[SourceProblem] = []
@@ -126,7 +144,12 @@ def read_manifest(path: Path) -> tuple[list[EnrollItem], list[SourceProblem]]:
         images: list[Path] = []
         refused = False
         for rel in (p.strip() for p in row["image"].split(";") if p.strip()):
-            target = _contained(base, rel)
+            try:
+                target = _contained(base, rel)
+            except RuntimeError:  # a link loop (tests/test_properties.py)
+                problems.append(SourceProblem(where, f"image path {rel!r} cannot be resolved (a link loop); refused"))
+                refused = True
+                break
             if target is None:
                 problems.append(SourceProblem(where, f"image path {rel!r} leaves the manifest's folder; refused"))
                 refused = True
@@ -141,8 +164,16 @@ def read_manifest(path: Path) -> tuple[list[EnrollItem], list[SourceProblem]]:
             except ValueError:
                 problems.append(SourceProblem(where, f"collected_at {row['collected_at']!r} is not an ISO date"))
                 continue
+        retain_until = None
+        if row.get("retain_until"):
+            try:
+                retain_until = _aware(datetime.fromisoformat(row["retain_until"]))
+            except ValueError:
+                problems.append(SourceProblem(where, f"retain_until {row['retain_until']!r} is not an ISO date"))
+                continue
         contact = {c.removeprefix("contact_"): row[c] for c in CONTACT_COLUMNS if row.get(c)}
-        extra = {k: v for k, v in row.items() if k not in REQUIRED_COLUMNS + CONTACT_COLUMNS + ("collected_at",) and v}
+        known = REQUIRED_COLUMNS + CONTACT_COLUMNS + ("collected_at", "retain_until")
+        extra = {k: v for k, v in row.items() if k not in known and v}
         item = items.get(row["external_id"])
         if item is None:
             item = EnrollItem(
@@ -153,8 +184,11 @@ def read_manifest(path: Path) -> tuple[list[EnrollItem], list[SourceProblem]]:
                 legal_basis=row["legal_basis"],
                 attributes=extra,
                 collected_at=collected_at,
+                retain_until=retain_until,
             )
             items[item.external_id] = item
+        elif retain_until is not None and (item.retain_until is None or retain_until < item.retain_until):
+            item.retain_until = retain_until  # rows of one person disagree: the earliest date wins
         item.images.extend(p for p in images if p not in item.images)
         if contact:
             contacts = item.attributes.setdefault("contacts", [])

@@ -100,7 +100,7 @@ def open_vector_index(settings: Settings, model_id: str, *, expected_count: int 
         return MilvusIndex.from_url(settings.vector_url, model_id=model_id, dim=dim, home=settings.home)
     path = faiss_index_path(settings, model_id)
     try:
-        index = FaissIndex.load(path)
+        index = FaissIndex.load(path, settings.keyring)
     except FileNotFoundError:
         # A new, empty gallery has no index yet: only a missing index over stored faces is news.
         level = logging.WARNING if expected_count else logging.DEBUG
@@ -111,4 +111,4 @@ def open_vector_index(settings: Settings, model_id: str, *, expected_count: int 
         index.set_nprobe(settings.index_nprobe)
         index.set_efsearch(settings.index_efsearch)
         return index
-    return FaissIndex(dim, path=path, plan=plan_for(settings, expected_count, dim))
+    return FaissIndex(dim, path=path, plan=plan_for(settings, expected_count, dim), keyring=settings.keyring)

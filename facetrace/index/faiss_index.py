@@ -39,6 +39,7 @@ from typing import Any, cast
 import faiss
 import numpy as np
 
+from facetrace.crypto import MAGIC, DecryptionError, Keyring
 from facetrace.fsutil import atomic_write
 
 log = logging.getLogger(__name__)
@@ -280,10 +281,19 @@ class FaissIndex:
     NaN for unknown ids), used to re-rank compressed codes.
     """
 
-    def __init__(self, dim: int, factory: str = "Flat", path: Path | None = None, *, plan: IndexPlan | None = None):
+    def __init__(
+        self,
+        dim: int,
+        factory: str = "Flat",
+        path: Path | None = None,
+        *,
+        plan: IndexPlan | None = None,
+        keyring: Keyring | None = None,
+    ):
         self.dim = dim
         self.plan = plan or _complete(IndexPlan(factory=factory, auto=False))
         self.path = path
+        self.keyring = keyring  # seals the file on save when it holds a key
         self.vector_source: VectorSource | None = None
         self.index = self._new_faiss_index()
         self._tombstones = 0
@@ -312,19 +322,34 @@ class FaissIndex:
         return faiss.IndexIDMap2(base)
 
     @classmethod
-    def load(cls, path: Path) -> FaissIndex:
-        """Read an index saved by :meth:`save`.
+    def load(cls, path: Path, keyring: Keyring | None = None) -> FaissIndex:
+        """Read an index saved by :meth:`save`; an encrypted file is opened with ``keyring`` (None: the keys
+        configured in the environment).
 
         Raises:
             FileNotFoundError: no index file.
-            IndexCorrupt: the file or its parameters cannot be read.
+            IndexCorrupt: the file or its parameters cannot be read, or it is encrypted with a key that is
+                not configured, or it fails authentication (the caller rebuilds it from the database).
         """
         params_path = path.with_suffix(".json")
         if not path.exists():
             raise FileNotFoundError(path)
         try:
             params = json.loads(params_path.read_text())
-            index = faiss.read_index(str(path))
+            with open(path, "rb") as handle:
+                encrypted = handle.read(len(MAGIC)) == MAGIC
+            if encrypted:
+                if keyring is None:
+                    from facetrace.config import get_settings
+
+                    keyring = get_settings().keyring
+                data = keyring.open(path.read_bytes(), _index_context(path))
+                index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
+                del data
+            else:
+                index = faiss.read_index(str(path))
+        except DecryptionError as exc:
+            raise IndexCorrupt(f"{path.name}: {exc.message}") from None
         except Exception as exc:
             raise IndexCorrupt(f"{path.name}: {exc}") from None
         is_ivf = faiss.try_extract_index_ivf(index) is not None
@@ -342,6 +367,7 @@ class FaissIndex:
         self.dim = int(params["dim"])
         self.plan = plan
         self.path = path
+        self.keyring = keyring
         self.vector_source = None
         self.index = index
         self._tombstones = int((self._id_map() < 0).sum()) if self._hnsw() is not None else 0
@@ -581,17 +607,21 @@ class FaissIndex:
 
     # -- persistence --------------------------------------------------------------------
     def save(self) -> None:
-        """Write the index and its parameters atomically next to ``path`` (no copy in memory)."""
+        """Write the index and its parameters atomically next to ``path`` (no copy in memory unless it is
+        encrypted: then it is serialised, sealed with ``keyring`` and written)."""
         if self.path is None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.keyring is not None and self.keyring.enabled:
+            self._save_sealed(self.path, self.keyring)
+            return
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
         os.close(fd)
         try:
             faiss.write_index(self.index, tmp)
             with open(tmp, "rb+") as handle:
                 os.fsync(handle.fileno())
-            params = {"dim": self.dim, "factory": self.plan.factory, "count": len(self), "plan": self.plan.as_dict()}
+            params = self._params()
             # sidecar first: an index file never lies next to parameters of another index for long,
             # and both are checked on load
             atomic_write(self.path.with_suffix(".json"), json.dumps(params, indent=1).encode())
@@ -599,6 +629,16 @@ class FaissIndex:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+    def _save_sealed(self, path: Path, keyring: Keyring) -> None:
+        # Serialising holds one copy of the index in memory, sealing a second: twice the index's size
+        # for the moment of the save (the plaintext path streams to the file instead).
+        sealed = keyring.seal(faiss.serialize_index(self.index).tobytes(), _index_context(path))
+        atomic_write(path.with_suffix(".json"), json.dumps(self._params(), indent=1).encode())
+        atomic_write(path, sealed)
+
+    def _params(self) -> dict[str, Any]:
+        return {"dim": self.dim, "factory": self.plan.factory, "count": len(self), "plan": self.plan.as_dict()}
 
     def memory_bytes(self) -> int:
         """Return the estimated memory held by the index's codes, ids and cluster centres."""
@@ -635,6 +675,11 @@ class FaissIndex:
 
     def close(self) -> None:
         """Nothing to release (the index lives in this process)."""
+
+
+def _index_context(path: Path) -> bytes:
+    """The associated data of an encrypted index file: its name (which names its model)."""
+    return b"index:" + path.name.encode()
 
 
 def rerank_exact(queries: np.ndarray, ids: np.ndarray, source: VectorSource) -> tuple[np.ndarray, np.ndarray]:

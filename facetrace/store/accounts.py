@@ -349,6 +349,15 @@ def csrf_matches(row: WebSession, token: str | None) -> bool:
     return bool(token) and hmac.compare_digest(row.csrf_token.encode(), (token or "").encode())
 
 
+def revoke_session_secret(session: Session, secret: str) -> bool:
+    """End the login session of cookie ``secret`` if it is open; return whether one was ended."""
+    row = session.execute(select(WebSession).where(WebSession.token_hash == token_digest(secret))).scalar()
+    if row is None or row.revoked_at is not None:
+        return False
+    row.revoked_at = utcnow()
+    return True
+
+
 def revoke_sessions(session: Session, user_id: int) -> None:
     """End every open login session of a user."""
     for row in session.execute(

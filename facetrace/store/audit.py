@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Text, cast, func, select, text, update
 from sqlalchemy.orm import Session
 
+from facetrace.logs import current_request_id
 from facetrace.store.accounts import AuditEvent, as_utc
 from facetrace.store.models import Meta, utcnow
 
@@ -77,8 +78,13 @@ def append_event(
 
     ``actor`` is the user name (``cli:OSUSER`` from the command line, None for the system),
     ``action`` a dotted name such as ``person.enroll``, ``records`` the records touched
-    (``["person:12", "case:3"]``), ``source`` the client address or ``cli``.
+    (``["person:12", "case:3"]``), ``source`` the client address or ``cli``. Within an API request,
+    ``detail`` also gets the request's ``request_id`` (hashed with the rest of the detail: the chain
+    format is unchanged), which ties the event to the server's log lines of that request.
     """
+    request_id = current_request_id()
+    if request_id and "request_id" not in (detail or {}):
+        detail = {**(detail or {}), "request_id": request_id}
     _lock_trail(session)
     last = session.execute(select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1)).scalar()
     event = AuditEvent(

@@ -17,8 +17,10 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from facetrace.crypto import Keyring
 from facetrace.errors import ConfigError
-from facetrace.store.models import Meta
+from facetrace.store.crypto import attach_keyring
+from facetrace.store.models import Base, Meta
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -44,17 +46,42 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-class Database:
-    """One database (SQLite or PostgreSQL) at ``url``, migrated to the newest schema on open."""
+def _transactional_sqlite_ddl(conn: Any) -> Any:
+    """SQLite: make the migration one transaction; return the driver connection (None for other databases).
 
-    def __init__(self, url: str, *, migrate: bool = True) -> None:
+    Python's sqlite3 runs DDL outside any transaction (it only opens one before INSERT/UPDATE/DELETE), so a
+    crash in the middle of a migration (kill -9 during the first ``facetrace init``) left some tables created
+    and no schema revision recorded: every later open failed with "table ... already exists". With the
+    driver's implicit transactions off and an explicit BEGIN, the whole migration commits or none of it.
+    """
+    if conn.dialect.name != "sqlite":
+        return None
+    driver = conn.connection.driver_connection
+    driver.isolation_level = None
+    return driver
+
+
+class Database:
+    """One database (SQLite or PostgreSQL) at ``url``, migrated to the newest schema on open.
+
+    ``keyring`` seals and opens the encrypted columns (:mod:`facetrace.store.crypto`); None: the keys
+    configured in the environment (``FACETRACE_KEY_FILE`` / ``FACETRACE_KEY``).
+    """
+
+    def __init__(self, url: str, *, migrate: bool = True, keyring: Keyring | None = None) -> None:
         self.url = url
+        if keyring is None:
+            from facetrace.config import get_settings
+
+            keyring = get_settings().keyring
+        self.keyring = keyring
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         try:
             self.engine: Engine = create_engine(url, future=True, pool_pre_ping=True)
         except Exception as exc:  # bad URL or driver
             raise ConfigError(f"cannot open database {self.safe_url}: {exc}") from None
+        attach_keyring(self.engine, keyring)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
@@ -87,10 +114,18 @@ class Database:
         try:
             if revision == "head" and self.current_revision() == self.head_revision():
                 return
-            with self.engine.begin() as conn:
-                cfg = alembic_config(self.url)
-                cfg.attributes["connection"] = conn
-                command.upgrade(cfg, revision)
+            with self.engine.connect() as conn:
+                sqlite = _transactional_sqlite_ddl(conn)
+                try:
+                    with conn.begin():
+                        if sqlite is not None:
+                            conn.exec_driver_sql("BEGIN IMMEDIATE")
+                        cfg = alembic_config(self.url)
+                        cfg.attributes["connection"] = conn
+                        command.upgrade(cfg, revision)
+                finally:
+                    if sqlite is not None:
+                        sqlite.isolation_level = ""  # back to the driver's default for the pool
         except OperationalError as exc:
             raise ConfigError(f"cannot open database {self.safe_url}: {exc.orig}") from None
 
@@ -120,9 +155,20 @@ class Database:
             value = session.execute(select(Meta.value).where(Meta.key == GALLERY_VERSION)).scalar()
             return int(value) if value else 0
 
-    def purge_deleted(self) -> None:
-        """SQLite: move committed changes into the database file and empty the write-ahead log, so
-        that old copies of erased rows do not linger there. Best effort; no-op on other databases."""
+    def purge_deleted(self, tables: tuple[str, ...] = (), *, full: bool = False) -> None:
+        """Make erased rows unreadable in the database's own files, best effort.
+
+        SQLite: move committed changes into the database file and empty the write-ahead log (with
+        ``secure_delete`` on, freed pages were already zeroed). PostgreSQL: VACUUM ``tables``, so that
+        the dead row versions of erased rows are removed from their pages (VACUUM cannot run in a
+        transaction: an autocommit connection). A plain VACUUM may leave an erased row's bytes in the
+        page's free space until it is reused; ``full`` rewrites the tables (VACUUM FULL: no old bytes
+        left in the database files, but the tables are locked while it runs). PostgreSQL's write-ahead
+        log, replicas and backups keep old pages until they are recycled or expire: see docs/retention.md.
+        """
+        if self.engine.dialect.name == "postgresql":
+            self._vacuum(tables, full=full)
+            return
         if self.engine.dialect.name != "sqlite":
             return
         try:
@@ -130,6 +176,20 @@ class Database:
                 conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
         except OperationalError as exc:  # busy: the next checkpoint will do it
             log.info("WAL checkpoint after erasure postponed: %s", exc.orig)
+
+    def _vacuum(self, tables: tuple[str, ...], *, full: bool) -> None:
+        if not tables:
+            return
+        import facetrace.store.workflow_models  # noqa: F401  (their tables join Base.metadata)
+
+        known = set(Base.metadata.tables)
+        try:
+            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                for table in tables:
+                    if table in known:  # only our own table names reach the SQL text
+                        conn.exec_driver_sql(f'VACUUM {"FULL " if full else ""}"{table}"')
+        except OperationalError as exc:  # e.g. a lock timeout: autovacuum will do it later
+            log.warning("VACUUM after erasure postponed: %s", exc.orig)
 
     def dispose(self) -> None:
         self.engine.dispose()

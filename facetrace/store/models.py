@@ -12,13 +12,13 @@ from sqlalchemy import (
     Float,
     ForeignKey,
     Integer,
-    LargeBinary,
     String,
     Text,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from facetrace.store.crypto import EncryptedBytes, EncryptedJSON, EncryptedText
 from facetrace.vision.pipeline import Face as DetectedFace
 
 
@@ -45,7 +45,8 @@ class Person(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     external_id: Mapped[str] = mapped_column(String(200), unique=True, index=True)
     name: Mapped[str] = mapped_column(String(300))
-    attributes: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
+    # Free metadata, including contact details from import manifests: encrypted when a key is set.
+    attributes: Mapped[dict[str, Any]] = mapped_column("metadata", EncryptedJSON("persons.metadata"), default=dict)
     source: Mapped[str] = mapped_column(String(300))
     legal_basis: Mapped[str] = mapped_column(String(300))
     collected_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
@@ -69,7 +70,8 @@ class Image(Base):
     )
     sha256: Mapped[str] = mapped_column(String(64), index=True)
     media_path: Mapped[str] = mapped_column(String(300))
-    original_name: Mapped[str] = mapped_column(String(500))
+    # The uploaded file's name often names the person: encrypted when a key is set (TEXT on PostgreSQL, 0005).
+    original_name: Mapped[str] = mapped_column(EncryptedText("images.original_name", 500))
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -92,7 +94,7 @@ class Face(Base):
     quality: Mapped[float] = mapped_column(Float)
     quality_detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     model_id: Mapped[str] = mapped_column(String(100), index=True)
-    embedding: Mapped[bytes] = mapped_column(LargeBinary)
+    embedding: Mapped[bytes] = mapped_column(EncryptedBytes("faces.embedding"))  # float32 template
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     image: Mapped[Image] = relationship(back_populates="faces")
 

@@ -39,6 +39,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 import facetrace.store.accounts  # noqa: F401  (the users table must be known for the foreign keys)
+from facetrace.store.crypto import EncryptedText
 from facetrace.store.models import Base, utcnow
 
 REPORT_STATUSES = ("missing", "located_alive", "identified_deceased", "closed", "merged")
@@ -97,10 +98,11 @@ class Contact(Base):
     __tablename__ = "contacts"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     report_id: Mapped[int] = mapped_column(ForeignKey("reports.id", ondelete="CASCADE"), index=True)
-    name: Mapped[str] = mapped_column(String(300))
+    # Contact details are encrypted when a key is set (TEXT on PostgreSQL since migration 0005).
+    name: Mapped[str] = mapped_column(EncryptedText("contacts.name", 300))
     relation: Mapped[str] = mapped_column(String(100))
-    email: Mapped[str | None] = mapped_column(String(320), nullable=True)
-    phone: Mapped[str | None] = mapped_column(String(50), nullable=True)
+    email: Mapped[str | None] = mapped_column(EncryptedText("contacts.email", 320), nullable=True)
+    phone: Mapped[str | None] = mapped_column(EncryptedText("contacts.phone", 50), nullable=True)
     language: Mapped[str] = mapped_column(String(16), default="en")
     created_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -292,10 +294,11 @@ class Notification(Base):
     corrects_id: Mapped[int | None] = mapped_column(ForeignKey("notifications.id"), nullable=True)
     status: Mapped[str] = mapped_column(String(20), default="draft", index=True)
     language: Mapped[str] = mapped_column(String(16))
-    recipient: Mapped[str] = mapped_column(String(320))
-    subject: Mapped[str] = mapped_column(String(500))
-    body: Mapped[str] = mapped_column(Text)
-    body_html: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # What is said to whom is encrypted when a key is set (TEXT on PostgreSQL since migration 0005).
+    recipient: Mapped[str] = mapped_column(EncryptedText("notifications.recipient", 320))
+    subject: Mapped[str] = mapped_column(EncryptedText("notifications.subject", 500))
+    body: Mapped[str] = mapped_column(EncryptedText("notifications.body"))
+    body_html: Mapped[str | None] = mapped_column(EncryptedText("notifications.body_html"), nullable=True)
     message_id: Mapped[str] = mapped_column(String(300), unique=True)
     attachments: Mapped[list[int]] = mapped_column(JSON, default=list)  # image ids an approver included
     drafted_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))

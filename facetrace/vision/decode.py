@@ -18,6 +18,8 @@ from facetrace.errors import ImageError, ImageTooLargeError
 DEFAULT_MAX_PIXELS = 50_000_000
 # Formats we accept; MPO is what many cameras write for JPEG.
 ACCEPTED_FORMATS = {"JPEG", "MPO", "PNG", "WEBP", "BMP", "TIFF", "GIF"}
+# The Pillow plugins allowed to open a file (the JPEG plugin opens MPO files too).
+OPEN_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 
 # Never silently accept a truncated file: a half-decoded face gives a wrong embedding.
@@ -58,7 +60,9 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, name: str
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
+            # Only our formats' plugins may parse the file: a damaged JPEG must not fall through
+            # to Pillow's other plugins (more code reading hostile bytes, for nothing).
+            img = Image.open(io.BytesIO(data), formats=OPEN_FORMATS)
             if img.format not in ACCEPTED_FORMATS:
                 raise ImageError(f"{name}: unsupported image format {img.format}")
             width, height = img.size
@@ -81,6 +85,11 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, name: str
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         reason = "truncated or corrupt" if "truncated" in str(exc) or isinstance(exc, EOFError) else str(exc)
         raise ImageError(f"{name}: cannot decode image ({reason})") from None
+    except Exception as exc:
+        # Pillow's format plugins raise other exceptions too on hostile files (a TIFF strip
+        # offset of the wrong type gives TypeError: found by fuzz/fuzz_decode.py). Whatever
+        # the type, the file is corrupt: say so rather than fail with an internal error.
+        raise ImageError(f"{name}: cannot decode image (corrupt file: {type(exc).__name__})") from None
     return np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8))
 
 
@@ -93,8 +102,9 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         return Image.alpha_composite(background, rgba).convert("RGB")
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
         arr = np.asarray(img, dtype=np.float64)
-        peak = arr.max() or 1.0
-        return Image.fromarray((arr * (255.0 / peak)).astype(np.uint8)).convert("RGB")
+        peak = arr.max() if arr.size and arr.max() > 0 else 1.0
+        # Clipped: a 32-bit image may hold negative values, which a cast to uint8 would wrap.
+        return Image.fromarray(np.clip(arr * (255.0 / peak), 0, 255).astype(np.uint8)).convert("RGB")
     return img.convert("RGB")
 
 

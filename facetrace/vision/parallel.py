@@ -27,6 +27,12 @@ def _init_worker(options: dict[str, Any]) -> None:
     _worker_analyzer = get_analyzer(**options)
 
 
+def _init_pool_worker(options: dict[str, Any], nice: int) -> None:
+    if nice > 0:
+        os.nice(nice)  # a background job's workers leave the cores to interactive searches first
+    _init_worker(options)
+
+
 def _analyze_one(job: tuple[str, bool]) -> list[Face] | FacetraceError:
     path, largest_only = job
     assert _worker_analyzer is not None
@@ -42,10 +48,12 @@ def analyze_paths(
     workers: int = 0,
     largest_only: bool = False,
     options: dict[str, Any] | None = None,
+    nice: int = 0,
 ) -> Iterator[list[Face] | FacetraceError]:
     """Yield, in input order, the faces of each image (or the error that stopped it).
 
-    ``workers=0`` uses every core; ``workers=1`` runs in this process.
+    ``workers=0`` uses every core; ``workers=1`` runs in this process. ``nice`` > 0 lowers the CPU
+    priority of the worker processes by that much (background jobs; not applied in this process).
     """
     options = options or {}
     jobs = [(str(p), largest_only) for p in paths]
@@ -57,5 +65,5 @@ def analyze_paths(
         return
     # forkserver: workers never inherit this process's threads (FAISS/OpenMP, HTTP server).
     context = mp.get_context("forkserver")
-    with context.Pool(workers, initializer=_init_worker, initargs=(options,)) as pool:
+    with context.Pool(workers, initializer=_init_pool_worker, initargs=(options, nice)) as pool:
         yield from pool.imap(_analyze_one, jobs, chunksize=2)

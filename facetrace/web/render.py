@@ -1,9 +1,10 @@
-"""Rendering of the web pages: the Jinja2 environment (autoescaped), security headers, and a
-route class that turns errors into HTML pages (or a sign-in redirect) instead of JSON.
+"""Rendering of the web pages: the Jinja2 environment (autoescaped) and a route class that turns
+errors into HTML pages (or a sign-in redirect) instead of JSON.
 
 Every page is sent with a Content-Security-Policy that allows only this server's own scripts,
 styles and images (``data:`` and ``blob:`` images for upload previews): no inline script can
-run, so user content that slipped through escaping still could not execute.
+run, so user content that slipped through escaping still could not execute. The headers are set
+for every response in one place, :mod:`facetrace.api.security`.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from facetrace import __version__
 from facetrace.api.deps import Actor
-from facetrace.api.errors import Unauthorized
+from facetrace.api.errors import Unauthorized, value_out_of_range
+from facetrace.api.security import PAGE_CSP, PAGE_HEADERS
 from facetrace.errors import FacetraceError
 from facetrace.store.accounts import ROLE_DESCRIPTIONS, ROLES
 from facetrace.web.services import can_read, can_review, fmr_words, fpir_words, one_in, rarity
@@ -33,20 +35,10 @@ from facetrace.web.services import can_read, can_review, fmr_words, fpir_words, 
 log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(str(resources.files("facetrace.web") / "static"))
-CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
-    "font-src 'self'; connect-src 'self'; object-src 'none'; frame-ancestors 'none'; "
-    "base-uri 'none'; form-action 'self'"
-)
-SECURITY_HEADERS = {
-    "Content-Security-Policy": CSP,
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
-    "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
-    # Pages hold personal and biometric data: no copy in the browser's cache (static files set their own).
-    "Cache-Control": "no-store",
-}
+# The page headers (CSP without inline script, frame denial, no-store...) are set for every
+# response by facetrace.api.security.SecurityHeadersMiddleware; named here for the docs and tests.
+CSP = PAGE_CSP
+SECURITY_HEADERS = PAGE_HEADERS
 # Messages shown after a redirect, by key: the query string names one, never carries text.
 NOTICES = {
     "signed_out": "You are signed out.",
@@ -200,8 +192,8 @@ def _wants_json(request: Request) -> bool:
 
 class WebRoute(APIRoute):
     """A route of the web pages: errors become HTML pages (or JSON for the page scripts' own
-    requests), a missing sign-in becomes a redirect to the sign-in page, and every response
-    carries the security headers."""
+    requests), and a missing sign-in becomes a redirect to the sign-in page. (The security
+    headers are added to every response by the API's middleware.)"""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         original = super().get_route_handler()
@@ -231,10 +223,11 @@ class WebRoute(APIRoute):
                 message = exc.detail if isinstance(exc.detail, str) else "request refused"
                 response = _error_response(request, exc.status_code, "error", message)
             except Exception as exc:  # never a traceback in a page
+                refused = value_out_of_range(exc)
+                if refused is not None:
+                    return _error_response(request, refused.status, refused.code, refused.message)
                 log.error("internal error on %s %s", request.method, request.url.path, exc_info=exc)
                 response = _error_response(request, 500, "internal", "internal error; the server log has the details")
-            for name, value in SECURITY_HEADERS.items():
-                response.headers.setdefault(name, value)
             return response
 
         return handler

@@ -30,6 +30,7 @@ from facetrace.api.deps import (
     record_event,
     require_roles,
 )
+from facetrace.api.ratelimit import search_rate_limit
 from facetrace.api.routers import auth as auth_routes
 from facetrace.api.routers import search as search_routes
 from facetrace.api.routers import users as user_routes
@@ -374,6 +375,7 @@ def _report_form(form: FormData | None = None) -> dict[str, Any]:
             "legal_basis": "",
             "consent": False,
             "consent_date": "",
+            "retain_until": "",
             "contacts": [{"name": "", "relation": "", "email": "", "phone": "", "language": "en"}],
         }
     keys = ("name", "relation", "email", "phone", "language")
@@ -384,7 +386,7 @@ def _report_form(form: FormData | None = None) -> dict[str, Any]:
         contacts.append(row)
     return {
         **{k: _text(form, k) for k in ("name", "date_of_birth", "reference", "description")},
-        **{k: _text(form, k) for k in ("reported_by", "source", "legal_basis", "consent_date")},
+        **{k: _text(form, k) for k in ("reported_by", "source", "legal_basis", "consent_date", "retain_until")},
         "consent": _text(form, "consent") == "yes",
         "contacts": contacts or _report_form()["contacts"],
     }
@@ -450,6 +452,7 @@ def create_report(
             reference=values["reference"] or None,
             contacts=contacts,
             photos=photos,
+            retain_until=values["retain_until"] or None,
         )
     except FacetraceError as exc:
         if exc.status == 403:
@@ -578,7 +581,7 @@ def cases(request: Request, actor: Actor = Depends(readers), service: Service = 
 
 
 def _case_form(form: FormData | None = None) -> dict[str, Any]:
-    keys = ("condition", "found_at", "found_place", "holding_organisation", "description", "reference")
+    keys = ("condition", "found_at", "found_place", "holding_organisation", "description", "reference", "retain_until")
     if form is None:
         return {k: ("deceased" if k == "condition" else "") for k in keys}
     return {k: _text(form, k) for k in keys}
@@ -636,6 +639,7 @@ def create_case(
             description=values["description"],
             reference=values["reference"] or None,
             photos=photos,
+            retain_until=values["retain_until"] or None,
         )
     except FacetraceError as exc:
         if exc.status == 403:
@@ -1138,7 +1142,7 @@ def _data_url(data: bytes) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(data).decode()
 
 
-@router.post("/search")
+@router.post("/search", dependencies=[Depends(search_rate_limit)])
 def search(
     request: Request,
     form: FormData = Depends(form_data),
@@ -1208,7 +1212,7 @@ def video_search_form(request: Request, actor: Actor = Depends(examiners)) -> Re
     return page(request, actor, VIDEO_FORM, title="Video search", form=form, error="", job=None)
 
 
-@router.post("/search/video")
+@router.post("/search/video", dependencies=[Depends(search_rate_limit)])
 def start_video_search(
     request: Request,
     form: FormData = Depends(form_data),

@@ -31,6 +31,7 @@ MERGE_ROLES = ("examiner", "reviewer")
 WITHDRAW_ROLES = ("reviewer",)
 APPROVE_ROLES = ("reviewer",)
 SEND_ROLES = ("reviewer", "admin")  # the outbox run and resolving deliveries of unknown outcome
+ERASE_ROLES = ("intake", "examiner", "admin")  # erase a report or a case (irreversible; audited)
 
 OPEN_CASE_STATUSES = ("open", "under_review")
 LANGUAGE_RE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$")
@@ -196,6 +197,7 @@ def report_view(report: Report) -> dict[str, Any]:
         "status": report.status,
         "person_id": report.person_id,
         "merged_into_id": report.merged_into_id,
+        "retain_until": iso(report.retain_until),
         "provenance": {
             "reported_by": report.reported_by,
             "source": report.source,
@@ -218,6 +220,7 @@ def case_view(case: Case) -> dict[str, Any]:
         "holding_organisation": case.holding_organisation,
         "description": case.description,
         "status": case.status,
+        "retain_until": iso(case.retain_until),
         "created_at": iso(case.created_at),
         "updated_at": iso(case.updated_at),
     }

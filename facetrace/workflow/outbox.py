@@ -26,6 +26,7 @@ to retry.
 
 from __future__ import annotations
 
+import math
 import mimetypes
 import smtplib
 import ssl
@@ -42,6 +43,7 @@ from sqlalchemy.orm import Session
 
 from facetrace.config import Settings
 from facetrace.errors import ConflictError, FacetraceError
+from facetrace.faults import fault_point
 from facetrace.store.accounts import User
 from facetrace.store.audit import append_event
 from facetrace.store.models import Image
@@ -55,6 +57,7 @@ from facetrace.workflow.common import (
 )
 from facetrace.workflow.notify import NotifyMixin
 
+MAX_STALE_SECONDS = 100 * 365 * 86400.0  # a century: nothing has been "sending" that long
 RESOLUTIONS = ("delivered", "resend", "cancel")
 RESOLVABLE = {
     "delivered": ("unknown", "sending"),
@@ -189,7 +192,9 @@ class OutboxMixin(NotifyMixin):
 
     def _mark_stale(self, actor: User | None, stale_after_s: float) -> list[int]:
         """Mark notifications ``sending`` for longer than ``stale_after_s`` as ``unknown`` (never resent)."""
-        cutoff = datetime.now(UTC) - timedelta(seconds=stale_after_s)
+        # timedelta holds at most ~2.7 million years: a longer (or infinite, or NaN) wait means "never".
+        seconds = min(stale_after_s, MAX_STALE_SECONDS) if math.isfinite(stale_after_s) else MAX_STALE_SECONDS
+        cutoff = datetime.now(UTC) - timedelta(seconds=seconds)
         marked = []
         with self.db.session() as session:
             rows = session.execute(
@@ -371,7 +376,9 @@ class OutboxMixin(NotifyMixin):
             if claimed is None:
                 continue
             attempt_id, message, recipient = claimed
+            fault_point("notify.after_claim")
             delivery = deliver(self.settings, message, recipient)
+            fault_point("notify.after_deliver")
             results.append(self._record_delivery(user, nid, attempt_id, delivery))
         counts = {k: sum(1 for r in results if r["status"] == k) for k in ("sent", "failed", "refused", "unknown")}
         return {"results": results, "marked_unknown": marked, **counts}

@@ -36,10 +36,12 @@ from facetrace.store.workflow_models import (
 )
 from facetrace.vision.pipeline import Face as DetectedFace
 from facetrace.workflow.common import (
+    ERASE_ROLES,
     READ_ROLES,
     RECORD_ROLES,
     InvalidInput,
     PhotoInput,
+    as_utc,
     case_view,
     check_choice,
     check_date_of_birth,
@@ -57,7 +59,9 @@ from facetrace.workflow.common import (
     report_view,
     required_text,
 )
+from facetrace.workflow.erasure import Eraser
 from facetrace.workflow.matching import MatchingMixin
+from facetrace.workflow.retention import parse_retain_until
 
 MANUAL_REPORT_STATUSES = ("missing", "located_alive", "closed")  # the others follow identifications/merges
 MANUAL_CASE_STATUSES = ("open", "closed")
@@ -124,6 +128,7 @@ class RecordsMixin(MatchingMixin):
         reference: str | None = None,
         contacts: list[dict[str, Any]] | None = None,
         photos: list[PhotoInput] | None = None,
+        retain_until: str | datetime | None = None,
     ) -> dict[str, Any]:
         """Register a missing-person report with its provenance, contacts and reference photos,
         then match it against the open cases. Role: intake or examiner.
@@ -145,6 +150,7 @@ class RecordsMixin(MatchingMixin):
             "consent_date": parse_date(consent_date, "consent date"),
             "date_of_birth": check_date_of_birth(date_of_birth),
             "description": (description or "").strip()[:20_000],
+            "retain_until": parse_retain_until(retain_until),
         }
         if fields["consent_date"] and not fields["consent"]:
             raise InvalidInput("a consent date is given but consent is not")
@@ -195,6 +201,7 @@ class RecordsMixin(MatchingMixin):
         legal_basis: str | None = None,
         consent: bool | None = None,
         consent_date: str | date | None = _UNSET,
+        retain_until: str | datetime | None = _UNSET,
     ) -> dict[str, Any]:
         """Change a report's fields (None leaves a field as it is), then match it again.
 
@@ -224,6 +231,8 @@ class RecordsMixin(MatchingMixin):
             changes["consent"] = bool(consent)
         if consent_date is not _UNSET:
             changes["consent_date"] = parse_date(consent_date, "consent date")
+        if retain_until is not _UNSET:  # None (or empty) removes the date
+            changes["retain_until"] = parse_retain_until(retain_until)
         if status is not None:
             changes["status"] = check_choice(status, MANUAL_REPORT_STATUSES, "status")
         if not changes:
@@ -239,12 +248,13 @@ class RecordsMixin(MatchingMixin):
                 )
             if changes.get("consent") is False and "consent_date" not in changes:
                 changes["consent_date"] = None
-            changed = [k for k, v in changes.items() if getattr(report, k) != v]
+            changed = [k for k, v in changes.items() if _differs(getattr(report, k), v)]
             for key in changed:
                 setattr(report, key, changes[key])
             if report.person_id is not None:
                 person = session.get(Person, report.person_id)
                 if person is not None:
+                    person.retain_until = report.retain_until  # the report's photos go with the report
                     person.name = report.name
                     person.source = report.source
                     person.legal_basis = report.legal_basis
@@ -294,6 +304,7 @@ class RecordsMixin(MatchingMixin):
                 "source": report.source,
                 "legal_basis": report.legal_basis,
                 "attributes": {"report": report.reference},
+                "retain_until": as_utc(report.retain_until),  # the photos go with the report
             }
         with tempfile.TemporaryDirectory(prefix="facetrace-photos-") as tmp:
             paths = []
@@ -500,6 +511,7 @@ class RecordsMixin(MatchingMixin):
         description: str = "",
         reference: str | None = None,
         photos: list[PhotoInput] | None = None,
+        retain_until: str | datetime | None = None,
     ) -> dict[str, Any]:
         """Open a case (an unidentified person) with its photos, then search it against all
         reports. The photos are checked first: if any has no face, nothing is stored.
@@ -516,6 +528,7 @@ class RecordsMixin(MatchingMixin):
             "found_place": (found_place or "").strip()[:500],
             "holding_organisation": (holding_organisation or "").strip()[:300],
             "description": (description or "").strip()[:20_000],
+            "retain_until": parse_retain_until(retain_until),
         }
         ref = check_reference(reference, "case")
         photos = _check_photos(photos)
@@ -644,6 +657,7 @@ class RecordsMixin(MatchingMixin):
         holding_organisation: str | None = None,
         description: str | None = None,
         status: str | None = None,
+        retain_until: str | datetime | None = _UNSET,
     ) -> dict[str, Any]:
         """Change a case's fields (None leaves a field as it is); an open case is searched again.
         Statuses set by hand: open, closed. Role: intake or examiner.
@@ -666,6 +680,8 @@ class RecordsMixin(MatchingMixin):
             changes["description"] = description.strip()[:20_000]
         if status is not None:
             changes["status"] = check_choice(status, MANUAL_CASE_STATUSES, "status")
+        if retain_until is not _UNSET:  # None (or empty) removes the date
+            changes["retain_until"] = parse_retain_until(retain_until)
         if not changes:
             raise InvalidInput("nothing to change")
         with self._tx(actor, "case.update", [f"case:{reference}"]) as session:
@@ -675,7 +691,7 @@ class RecordsMixin(MatchingMixin):
                 raise ConflictError(f"case {case.reference} is identified; withdraw the identification first")
             if changes.get("status") == "open" and case.status == "under_review":
                 changes.pop("status")  # still open, with leads
-            changed = [k for k, v in changes.items() if getattr(case, k) != v]
+            changed = [k for k, v in changes.items() if _differs(getattr(case, k), v)]
             for key in changed:
                 setattr(case, key, changes[key])
             self._audit(session, user, "case.update", [f"case:{case.id}"], {"changed": changed})
@@ -728,12 +744,57 @@ class RecordsMixin(MatchingMixin):
                 "identifications": [identification_view(i) for i in idents],
             }
 
+    # -- erasure ----------------------------------------------------------------------------
+    def erase_report(
+        self, actor: User, reference: str | int, *, reason: str = "erasure request", force: bool = False
+    ) -> dict[str, Any]:
+        """Erase a report end to end: the reports merged into it, their gallery persons (photos, templates,
+        index entries, media files), contacts, leads, reviews, evidence, identifications and notifications
+        (see :mod:`facetrace.workflow.erasure`). Role: intake, examiner or admin.
+
+        Returns what was removed.
+
+        Raises:
+            NotFoundError, PermissionDenied, InvalidInput (no reason),
+            ErasureBlocked (a lead under review or a pending notification, and not ``force``).
+        """
+        return self._erase("report", reference, reason=reason, force=force, actor=actor)
+
+    def erase_case(
+        self, actor: User, reference: str | int, *, reason: str = "erasure request", force: bool = False
+    ) -> dict[str, Any]:
+        """Erase a case end to end: its photos (images, faces, media files), leads, reviews, evidence,
+        identifications and notifications. Role: intake, examiner or admin.
+
+        Raises:
+            NotFoundError, PermissionDenied, InvalidInput (no reason),
+            ErasureBlocked (a lead under review or a pending notification, and not ``force``).
+        """
+        return self._erase("case", reference, reason=reason, force=force, actor=actor)
+
+    def _erase(
+        self, kind: str, reference: str | int, *, reason: str, force: bool, actor: User | None = None
+    ) -> dict[str, Any]:
+        why = required_text(reason, "reason", max_len=500)
+        with self._tx(actor, f"{kind}.erase", [f"{kind}:{reference}"]) as session:
+            user = self._user(session, actor, ERASE_ROLES, f"erasing a {kind}")
+            row = self._report(session, reference) if kind == "report" else self._case(session, reference)
+            record_id, username = int(row.id), user.username
+        return Eraser(self.gallery).erase(kind, record_id, actor=username, source=self.source, reason=why, force=force)
+
     def _case_snapshot(self, case_id: int) -> dict[str, Any]:
         with self.db.sessions() as session:
             case = session.get(Case, case_id)
             assert case is not None
             photos = session.execute(select(func.count(CaseImage.id)).where(CaseImage.case_id == case_id)).scalar()
             return {**case_view(case), "photo_count": int(photos or 0)}
+
+
+def _differs(old: Any, new: Any) -> bool:
+    """Whether a field changes (SQLite hands back naive UTC datetimes: compare them as aware ones)."""
+    if isinstance(old, datetime) and isinstance(new, datetime):
+        return as_utc(old) != as_utc(new)
+    return bool(old != new)
 
 
 def _image_view(image: Image) -> dict[str, Any]:

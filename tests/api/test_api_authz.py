@@ -23,6 +23,8 @@ P = "/api/v1"
 ACCESS: dict[tuple[str, str], str | set[str]] = {
     ("GET", f"{P}/openapi.json"): PUBLIC,
     ("GET", f"{P}/health"): PUBLIC,
+    ("GET", f"{P}/ready"): PUBLIC,
+    ("GET", f"{P}/metrics"): set(),  # no role: the metrics token, or a loopback client (test_observability.py)
     ("POST", f"{P}/auth/login"): PUBLIC,
     ("POST", f"{P}/auth/logout"): SIGNED_IN,
     ("GET", f"{P}/auth/me"): SIGNED_IN,
@@ -65,6 +67,8 @@ ACCESS: dict[tuple[str, str], str | set[str]] = {
     ("PATCH", f"{P}/contacts/{{contact_id}}"): RECORDERS,
     ("POST", f"{P}/reports/{{reference}}/match"): READERS,
     ("POST", f"{P}/reports/{{reference}}/merge"): REVIEWERS,
+    ("POST", f"{P}/reports/{{reference}}/erase"): {"intake", "examiner", "admin"},
+    ("POST", f"{P}/cases/{{reference}}/erase"): {"intake", "examiner", "admin"},
     ("GET", f"{P}/duplicates"): READERS,
     ("POST", f"{P}/duplicates/{{flag_id}}/dismiss"): REVIEWERS,
     ("GET", f"{P}/cases"): READERS,

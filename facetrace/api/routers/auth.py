@@ -28,6 +28,7 @@ from facetrace.store.accounts import (
     create_token,
     get_user,
     list_tokens,
+    revoke_session_secret,
     revoke_token,
 )
 from facetrace.store.audit import append_event
@@ -81,6 +82,10 @@ def login(body: LoginRequest, request: Request, response: Response, service: Ser
             )
             session.commit()
             raise
+        # A new session id on every login, and the one the browser came with (perhaps planted by
+        # someone else: session fixation) is ended, so that it cannot ride along on this login.
+        if previous := request.cookies.get(SESSION_COOKIE):
+            revoke_session_secret(session, previous)
         row, secret = create_session(session, user, hours=settings.session_hours, source=address)
         append_event(session, actor=user.username, action="login", records=[f"user:{user.id}"], source=address)
         session.commit()

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import json
 import tempfile
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
-from fastapi.responses import FileResponse
+from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
@@ -38,6 +38,7 @@ class PersonUpdate(BaseModel):
     source: str | None = Field(default=None, min_length=1, max_length=300)
     legal_basis: str | None = Field(default=None, min_length=1, max_length=300)
     collected_at: datetime | None = None
+    retain_until: datetime | None = Field(default=None, description="Erase after this moment; null: no limit.")
 
 
 def _person_id(service: Service, external_id: str) -> int:
@@ -67,6 +68,16 @@ def _parse_date(text: str | None) -> datetime | None:
         return datetime.fromisoformat(text)
     except ValueError:
         raise InvalidRequest(f"collected_at {text!r} is not an ISO date") from None
+
+
+def _parse_retain_until(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidRequest(f"retain_until {text!r} is not an ISO date or date-time") from None
+    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _enroll_uploads(service: Service, item: EnrollItem, uploads: list[UploadFile]) -> tuple[EnrollOutcome, list[str]]:
@@ -133,6 +144,7 @@ def create_person(
     legal_basis: str = Form(min_length=1, max_length=300, description="The legal basis for holding them."),
     collected_at: str | None = Form(None, description="ISO date the photos were collected."),
     metadata: str | None = Form(None, description="A JSON object of further facts."),
+    retain_until: str | None = Form(None, description="ISO date or date-time after which the person is erased."),
     images: list[UploadFile] = File(description="Reference photos (largest face of each is enrolled)."),
     actor: Actor = Depends(intake),
     service: Service = Depends(get_service),
@@ -151,6 +163,7 @@ def create_person(
             legal_basis=legal_basis.strip(),
             attributes=_parse_metadata(metadata),
             collected_at=_parse_date(collected_at),
+            retain_until=_parse_retain_until(retain_until),
         )
         try:
             _person_id(service, external_id)
@@ -213,8 +226,10 @@ def update_person(
         note.records = [f"person:{person.id}"]
         for field in changed:
             value = getattr(body, field)
-            if value is None and field != "collected_at":
+            if value is None and field not in ("collected_at", "retain_until"):
                 raise InvalidRequest(f"{field} cannot be null")
+            if field == "retain_until" and value is not None:
+                value = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
             setattr(person, "attributes" if field == "metadata" else field, value)
     return service.gallery.get_person(external_id)
 
@@ -232,8 +247,8 @@ def erase_person(external_id: str, actor: Actor = Depends(intake), service: Serv
 @router.get("/{external_id}/images/{image_id}/file")
 def export_image(
     external_id: str, image_id: int, actor: Actor = Depends(readers), service: Service = Depends(get_service)
-) -> FileResponse:
-    """Download one stored reference photo (the original file)."""
+) -> Response:
+    """Download one stored reference photo (the original file, decrypted when stored encrypted)."""
     with audited(service, actor, "image.export", external_id=external_id) as note:
         with service.db.sessions() as session:
             row = session.execute(
@@ -245,10 +260,23 @@ def export_image(
             raise NotFoundError(f"person {external_id!r} has no image {image_id}")
         media_path, original_name, person_id = row
         note.records = [f"person:{person_id}", f"image:{image_id}"]
-        path = service.gallery.media.path(media_path)
-    return FileResponse(
-        path,
-        media_type=MEDIA_TYPES.get(path.suffix.lower(), "application/octet-stream"),
-        filename=original_name,
-        headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"},
+        data = service.gallery.media.read(media_path)
+    return Response(
+        data,
+        media_type=MEDIA_TYPES.get(Path(media_path).suffix.lower(), "application/octet-stream"),
+        headers={
+            "Content-Disposition": _attachment(original_name),
+            "Cache-Control": "no-store",
+            "X-Content-Type-Options": "nosniff",
+        },
     )
+
+
+def _attachment(filename: str) -> str:
+    """Return a Content-Disposition header for ``filename`` (as Starlette's FileResponse writes it)."""
+    from urllib.parse import quote
+
+    quoted = quote(filename)
+    if quoted != filename:
+        return f"attachment; filename*=utf-8''{quoted}"
+    return f'attachment; filename="{filename}"'

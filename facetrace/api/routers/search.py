@@ -8,13 +8,14 @@ from fastapi import APIRouter, Depends, File, Form, UploadFile
 
 from facetrace.api.deps import Actor, audited, get_service, read_image_upload, require_roles
 from facetrace.api.errors import InvalidRequest
+from facetrace.api.ratelimit import search_rate_limit
 from facetrace.api.service import Service
 from facetrace.store.media import sha256_bytes
 
 router = APIRouter(tags=["search"])
 
 
-@router.post("/search")
+@router.post("/search", dependencies=[Depends(search_rate_limit)])
 def search(
     image: UploadFile = File(description="The probe photo."),
     case_reference: str = Form(min_length=1, max_length=200, description="The case this search is for."),
@@ -27,7 +28,10 @@ def search(
     decisions (the same JSON as ``facetrace search --json``). The case reference and purpose are
     recorded with the search in the audit trail."""
     case_reference, purpose = case_reference.strip(), purpose.strip()
-    with audited(service, actor, "search", case_reference=case_reference, purpose=purpose) as note:
+    with (
+        service.metrics.counting_search("image") as tally,
+        audited(service, actor, "search", case_reference=case_reference, purpose=purpose) as note,
+    ):
         if not case_reference or not purpose:
             raise InvalidRequest("case_reference and purpose must not be blank")
         data, name = read_image_upload(image, service.settings.max_upload_bytes)
@@ -37,10 +41,11 @@ def search(
         note.records = [f"person:{p}" for p in sorted(persons)]
         note.detail["faces"] = len(result["faces"])
         note.detail["matches"] = [f["match"] for f in result["faces"] if f["match"]]
+        tally.match = bool(note.detail["matches"])
     return result
 
 
-@router.post("/compare")
+@router.post("/compare", dependencies=[Depends(search_rate_limit)])
 def compare(
     a: UploadFile = File(description="First photo."),
     b: UploadFile = File(description="Second photo."),
@@ -48,12 +53,13 @@ def compare(
     service: Service = Depends(get_service),
 ) -> Any:
     """1:1 verification: are the largest faces of the two photos the same person?"""
-    with audited(service, actor, "compare") as note:
+    with service.metrics.counting_search("compare") as tally, audited(service, actor, "compare") as note:
         limit = service.settings.max_upload_bytes
         (data_a, name_a), (data_b, name_b) = read_image_upload(a, limit), read_image_upload(b, limit)
         note.detail["images"] = [sha256_bytes(data_a), sha256_bytes(data_b)]
         result = service.gallery.compare(data_a, data_b, names=(name_a, name_b))
         note.detail.update(score=result["score"], match=result["match"])
+        tally.match = bool(result["match"])
     return result
 
 

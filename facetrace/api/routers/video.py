@@ -21,6 +21,7 @@ from sqlalchemy import select
 from facetrace.api.deps import Actor, audited, client_address, get_service, record_event, require_roles
 from facetrace.api.errors import UnsupportedMediaType
 from facetrace.api.jobs import JOB_KINDS, JobContext
+from facetrace.api.ratelimit import search_rate_limit
 from facetrace.api.service import Service
 from facetrace.errors import (
     CancelledError,
@@ -66,7 +67,7 @@ def save_upload(source: BinaryIO, target: Path, limit: int, name: str) -> tuple[
     return size, digest.hexdigest()
 
 
-@router.post("", status_code=202)
+@router.post("", status_code=202, dependencies=[Depends(search_rate_limit)])
 def start_video_search(
     request: Request,
     video: UploadFile = File(description="The video: MP4, MOV, WebM/Matroska or AVI (told apart by content)."),
@@ -159,8 +160,10 @@ def _run_video_search(service: Service, ctx: JobContext, job: Job) -> dict[str, 
         ctx.check()  # raises the runner's own cancelled / interrupted signal
         raise
     except FacetraceError:
+        service.metrics.count_search("video", "error")
         path.unlink(missing_ok=True)  # the file itself is unusable: resuming cannot help
         raise
+    service.metrics.count_search("video", "match" if any(t["match"] for t in result["tracks"]) else "no_match")
     path.unlink(missing_ok=True)
     persons = sorted({c["person"]["id"] for t in result["tracks"] for c in t["candidates"]})
     with service.db.session() as session:

@@ -19,6 +19,7 @@ from facetrace.api.service import Service
 from facetrace.workflow import PhotoInput, Workflow
 from facetrace.workflow.common import (
     APPROVE_ROLES,
+    ERASE_ROLES,
     MATCH_ROLES,
     MERGE_ROLES,
     READ_ROLES,
@@ -37,6 +38,7 @@ mergers = require_roles(*MERGE_ROLES)
 withdrawers = require_roles(*WITHDRAW_ROLES)
 approvers = require_roles(*APPROVE_ROLES)
 senders = require_roles(*SEND_ROLES)
+erasers = require_roles(*ERASE_ROLES)
 MAX_PHOTOS_PER_REQUEST = 20
 MAX_TEXT = 20_000
 
@@ -94,6 +96,7 @@ class ReportIn(BaseModel):
     description: str = Field(default="", max_length=MAX_TEXT)
     reference: str | None = Field(default=None, max_length=64, description="Default: R-NNNNNN.")
     contacts: list[ContactIn] = Field(default_factory=list, max_length=50)
+    retain_until: str | None = Field(default=None, description="ISO date or date-time after which it is erased.")
 
 
 class ReportUpdate(BaseModel):
@@ -106,6 +109,9 @@ class ReportUpdate(BaseModel):
     legal_basis: str | None = Field(default=None, max_length=300)
     consent: bool | None = None
     consent_date: str | None = None
+    retain_until: str | None = Field(
+        default=None, description="ISO date or date-time after which it is erased; null removes it."
+    )
 
 
 class CaseIn(BaseModel):
@@ -115,6 +121,7 @@ class CaseIn(BaseModel):
     holding_organisation: str = Field(default="", max_length=300)
     description: str = Field(default="", max_length=MAX_TEXT)
     reference: str | None = Field(default=None, max_length=64, description="Default: C-NNNNNN.")
+    retain_until: str | None = Field(default=None, description="ISO date or date-time after which it is erased.")
 
 
 class CaseUpdate(BaseModel):
@@ -124,6 +131,14 @@ class CaseUpdate(BaseModel):
     holding_organisation: str | None = Field(default=None, max_length=300)
     description: str | None = Field(default=None, max_length=MAX_TEXT)
     status: str | None = Field(default=None, description="open or closed.")
+    retain_until: str | None = Field(
+        default=None, description="ISO date or date-time after which it is erased; null removes it."
+    )
+
+
+class EraseIn(BaseModel):
+    reason: str = Field(default="erasure request", min_length=1, max_length=500, description="The legal reason.")
+    force: bool = Field(default=False, description="Erase even with a lead under review or a pending notification.")
 
 
 class ReviewIn(BaseModel):
@@ -205,6 +220,15 @@ def update_report(
 ) -> Any:
     """Change a report's fields (only those sent), then match it again."""
     return _wf(service, actor).update_report(actor.user, reference, **body.model_dump(exclude_unset=True))
+
+
+@router.post("/reports/{reference}/erase")
+def erase_report(
+    reference: str, body: EraseIn, actor: Actor = Depends(erasers), service: Service = Depends(get_service)
+) -> Any:
+    """Erase a report end to end (merged reports, photos, templates, contacts, leads, identifications,
+    notifications); 409 ``erasure_blocked`` while work is in progress on it, unless ``force``."""
+    return _wf(service, actor).erase_report(actor.user, reference, reason=body.reason, force=body.force)
 
 
 @router.post("/reports/{reference}/photos", status_code=201)
@@ -298,6 +322,15 @@ def update_case(
 ) -> Any:
     """Change a case's fields (only those sent); an open case is searched again."""
     return _wf(service, actor).update_case(actor.user, reference, **body.model_dump(exclude_unset=True))
+
+
+@router.post("/cases/{reference}/erase")
+def erase_case(
+    reference: str, body: EraseIn, actor: Actor = Depends(erasers), service: Service = Depends(get_service)
+) -> Any:
+    """Erase a case end to end (photos, templates, leads, identifications, notifications); 409
+    ``erasure_blocked`` while work is in progress on it, unless ``force``."""
+    return _wf(service, actor).erase_case(actor.user, reference, reason=body.reason, force=body.force)
 
 
 @router.post("/cases/{reference}/photos", status_code=201)

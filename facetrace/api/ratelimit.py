@@ -1,0 +1,141 @@
+"""Rate limit of the search endpoints (image search, compare, video search, and the web search
+forms): a token bucket per signed-in user, or per client address for a caller without valid
+credentials, refilled at ``Settings.search_rate_per_minute`` up to ``Settings.search_rate_burst``.
+
+A refused request gets 429 ``rate_limited`` with ``Retry-After``; the first refusal of a run of
+them is audited (``search.rate_limited``), not every one, so that a flood cannot flood the trail.
+
+The buckets live in this process's memory: ``facetrace serve`` runs one process, so that is the
+whole server; a restart forgets them, which costs at most one burst. (Login throttling, by
+contrast, is in the database: there a restart must not reset a lockout.)
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from fastapi import Depends, Request
+
+from facetrace.api.deps import Actor, client_address, current_actor, get_service, record_event
+from facetrace.api.service import Service
+from facetrace.errors import FacetraceError
+
+MAX_BUCKETS = 10_000  # beyond this, full (idle) buckets are forgotten: many addresses must not fill memory
+_CREATE_LOCK = threading.Lock()
+
+
+class RateLimited(FacetraceError):
+    """Too many searches in a short time; ``retry_after`` in seconds."""
+
+    code = "rate_limited"
+    status = 429
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    updated: float
+    refusing: bool = False  # refused since the last admitted request (only the first refusal is audited)
+
+
+class TokenBuckets:
+    """Token buckets by key, safe to use from the server's worker threads."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._buckets: dict[str, _Bucket] = {}
+        self._lock = threading.Lock()
+        self._clock = clock
+
+    def take(self, key: str, per_minute: float, burst: int) -> tuple[bool, float, bool]:
+        """Take one token from ``key``'s bucket.
+
+        Returns ``(admitted, wait, first_refusal)``: whether the request may go on, the seconds
+        until a token is back when it may not, and whether this is the first refusal of a run.
+        """
+        rate = per_minute / 60.0
+        capacity = max(1, burst)
+        now = self._clock()
+        with self._lock:
+            bucket = self._buckets.get(key)
+            if bucket is None:
+                if len(self._buckets) >= MAX_BUCKETS:
+                    self._forget_idle(now, rate, capacity)
+                bucket = self._buckets[key] = _Bucket(tokens=float(capacity), updated=now)
+            bucket.tokens = min(float(capacity), bucket.tokens + (now - bucket.updated) * rate)
+            bucket.updated = now
+            if bucket.tokens >= 1.0:
+                bucket.tokens -= 1.0
+                bucket.refusing = False
+                return True, 0.0, False
+            first = not bucket.refusing
+            bucket.refusing = True
+            return False, (1.0 - bucket.tokens) / rate, first
+
+    def _forget_idle(self, now: float, rate: float, capacity: int) -> None:
+        full = [k for k, b in self._buckets.items() if b.tokens + (now - b.updated) * rate >= capacity]
+        for key in full:
+            del self._buckets[key]
+        if len(self._buckets) >= MAX_BUCKETS:  # all busy: drop the oldest rather than grow without bound
+            oldest = sorted(self._buckets, key=lambda k: self._buckets[k].updated)[: MAX_BUCKETS // 10]
+            for key in oldest:
+                del self._buckets[key]
+
+
+def _buckets(request: Request) -> TokenBuckets:
+    """Return the application's search buckets (made on first use)."""
+    state = request.app.state
+    buckets: TokenBuckets | None = getattr(state, "search_buckets", None)
+    if buckets is None:
+        with _CREATE_LOCK:
+            buckets = getattr(state, "search_buckets", None)
+            if buckets is None:
+                buckets = state.search_buckets = TokenBuckets()
+    return buckets
+
+
+def search_rate_limit(
+    request: Request,
+    actor: Actor | None = Depends(current_actor),
+    service: Service = Depends(get_service),
+) -> None:
+    """Dependency of the search endpoints: charge one search to the caller's bucket.
+
+    Raises:
+        RateLimited: the bucket is empty (429 with Retry-After).
+    """
+    settings = service.settings
+    if settings.search_rate_per_minute <= 0:
+        return  # switched off (FACETRACE_SEARCH_RATE_PER_MINUTE=0), e.g. for a load test
+    address = client_address(request)
+    key = f"user:{actor.user.id}" if actor is not None else f"addr:{address}"
+    admitted, wait, first = _buckets(request).take(key, settings.search_rate_per_minute, settings.search_rate_burst)
+    if admitted:
+        return
+    retry_after = max(1, math.ceil(wait))
+    if first:
+        record_event(
+            service,
+            actor,
+            "search.rate_limited",
+            outcome="denied",
+            source=address,
+            detail={
+                "method": request.method,
+                "path": request.url.path,
+                "per_minute": settings.search_rate_per_minute,
+                "burst": settings.search_rate_burst,
+            },
+        )
+    raise RateLimited(
+        f"too many searches: at most {settings.search_rate_per_minute:g} a minute "
+        f"(bursts of {settings.search_rate_burst}); try again in {retry_after} seconds",
+        retry_after,
+    )
