@@ -17,6 +17,8 @@ Fixtures (all generic; use them from any test file):
   searches and other reads.
 - ``enrolled_home_copy``: a private copy of ``enrolled_home`` in ``tmp_path``, with
   ``FACETRACE_HOME`` set to it; returns the folder. Mutate it freely (erase, corrupt the index...).
+- ``postgres_url``: a fresh, empty PostgreSQL database (dropped afterwards; skipped without
+  ``FACETRACE_TEST_POSTGRES_URL``, see ``tests/pgtest.py``).
 - ``bomb_png``: ``make(width, height) -> bytes``, a valid 1-bit black PNG that is tiny on disk
   but huge decoded (a decompression bomb).
 - ``run_cli``: runs ``python -m facetrace.cli.main ARGS`` in a subprocess with the current
@@ -36,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from pgtest import fresh_database
 
 from facetrace.config import Settings, get_settings
 from facetrace.gallery import EnrollItem, Gallery
@@ -230,3 +233,10 @@ def _bomb_png(width: int, height: int) -> bytes:
 def bomb_png() -> Callable[[int, int], bytes]:
     """Return ``make(width, height)``: PNG bytes of a decompression bomb of that size."""
     return _bomb_png
+
+
+@pytest.fixture()
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database (dropped afterwards); skipped without FACETRACE_TEST_POSTGRES_URL."""
+    with fresh_database("facetrace_test") as url:
+        yield url

@@ -7,18 +7,15 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import shutil
 import tarfile
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from subprocess import CompletedProcess
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import text
 
 from facetrace.config import get_settings
 from facetrace.gallery import Gallery
@@ -206,24 +203,6 @@ def test_unsafe_members_are_refused(archive: Path, tmp_path: Path, evil: str) ->
     with pytest.raises(BackupError, match="refused"):
         restore_backup(bad, home)
     assert not home.exists() and not (tmp_path / "escaped.txt").exists()
-
-
-@pytest.fixture()
-def postgres_url() -> Iterator[str]:
-    """A fresh, empty PostgreSQL database (dropped afterwards); skipped without FACETRACE_TEST_POSTGRES_URL."""
-    if not os.environ.get(POSTGRES_ENV):
-        pytest.skip(f"{POSTGRES_ENV} is not set")
-    base = make_url(os.environ[POSTGRES_ENV])
-    name = f"facetrace_backup_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield base.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def test_round_trip_through_postgresql(

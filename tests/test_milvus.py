@@ -8,8 +8,7 @@ import json
 import os
 import subprocess
 import sys
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from subprocess import CompletedProcess
 from typing import TYPE_CHECKING
@@ -17,7 +16,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pytest
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from facetrace.config import get_settings
 from facetrace.errors import ConfigError
@@ -218,25 +216,8 @@ def test_migrate_command(
 # -- several enrollment workers against one PostgreSQL ------------------------------------------
 
 
-@pytest.fixture()
-def pg_url() -> Iterator[str]:
-    base = os.environ.get("FACETRACE_TEST_POSTGRES_URL")
-    if not base:
-        pytest.skip("FACETRACE_TEST_POSTGRES_URL is not set")
-    name = f"facetrace_scale_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(base).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
 def test_concurrent_workers_never_enroll_an_image_twice(
-    pg_url: str, face_subset: FaceSubset, tmp_path: Path, repo_root: Path
+    postgres_url: str, face_subset: FaceSubset, tmp_path: Path, repo_root: Path
 ) -> None:
     """Two workers (own data homes, as on two machines) enroll the same folder at the same time into one
     PostgreSQL database: every image is enrolled exactly once, by one of them."""
@@ -246,7 +227,7 @@ def test_concurrent_workers_never_enroll_an_image_twice(
         for image in face_subset.references(name):
             (folder / name / image.name).write_bytes(image.read_bytes())
     env = {k: v for k, v in os.environ.items() if not k.startswith("FACETRACE_")}
-    env["FACETRACE_DATABASE_URL"] = pg_url
+    env["FACETRACE_DATABASE_URL"] = postgres_url
     subprocess.run(
         [sys.executable, "-m", "facetrace.cli.main", "--home", str(tmp_path / "h0"), "init", "--json"],
         env=env,
@@ -267,7 +248,7 @@ def test_concurrent_workers_never_enroll_an_image_twice(
         for n in (1, 2)
     ]
     outputs = [w.communicate(timeout=300) for w in workers]
-    engine = create_engine(pg_url)
+    engine = create_engine(postgres_url)
     with engine.connect() as conn:
         images, distinct = conn.execute(text("SELECT COUNT(*), COUNT(DISTINCT (person_id, sha256)) FROM images")).one()
         faces = conn.execute(text("SELECT COUNT(*) FROM faces")).scalar()

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, text
-from test_backup import _probes, _results, postgres_url  # noqa: F401  (postgres_url is a fixture)
+from test_backup import _probes, _results
 
 from facetrace.config import get_settings
 from facetrace.gallery import Gallery

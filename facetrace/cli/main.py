@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from facetrace.cli.accounts import audit_app, cli_audit, person_records, search_records, user_app
+from facetrace.cli.accounts import audit_app, cli_actor, cli_audit, person_records, search_records, user_app
 from facetrace.cli.backup import register as register_backup
 from facetrace.cli.doctor import doctor
 from facetrace.cli.evaluation import register as register_evaluation
@@ -268,15 +268,21 @@ def person_show(external_id: str, json_out: JsonOpt = False) -> None:
 def person_delete(
     external_id: str,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    reason: Annotated[str | None, typer.Option(help="Why (kept in the audit trail).")] = None,
+    force: Annotated[
+        bool, typer.Option(help="Erase even while its report has a lead under review or a pending notification.")
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Erase a person: their faces leave the database and index, their media files are removed."""
+    """Erase a person: their faces leave the database and index, their media files are removed, and
+    stored job results no longer name them (one audit event; see docs/retention.md)."""
     if not yes and sys.stdin.isatty() and not typer.confirm(f"Erase {external_id} and all their images?"):
         fail("not erased", 1)
+    from facetrace.workflow.erasure import Eraser
+
     gallery = _gallery()
-    records = person_records(gallery.db, [external_id])
-    result = gallery.delete_person(external_id)
-    cli_audit(gallery.db, "person.erase", records=records, detail=result)
+    reason = "erasure request" if reason is None else reason
+    result = Eraser(gallery).erase_person(external_id, actor=cli_actor(), reason=reason, source="cli", force=force)
     if json_out:
         emit_json(result)
     else:

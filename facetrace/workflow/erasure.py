@@ -172,6 +172,23 @@ class Eraser:
             "forced": detail["forced"],
         }
 
+    def erase_person(
+        self, external_id: str, *, actor: str | None, reason: str, source: str | None = None, force: bool = False
+    ) -> dict[str, Any]:
+        """Erase one gallery person by external id (``facetrace person delete``, ``DELETE /persons/ID``):
+        as :meth:`erase` of kind ``person``, plus ``external_id`` and ``faces_removed`` in the result.
+
+        Raises:
+            NotFoundError: no such person.
+            ErasureBlocked: work in progress on the report that owns it, and not ``force``.
+        """
+        with self.db.sessions() as session:
+            person_id = session.execute(select(Person.id).where(Person.external_id == external_id)).scalar()
+        if person_id is None:
+            raise NotFoundError(f"no person with id {external_id!r}")
+        result = self.erase("person", int(person_id), actor=actor, reason=reason, source=source, force=force)
+        return {"external_id": external_id, "faces_removed": result["faces"], **result}
+
     def finish_pending(self) -> int:
         """Finish erasures interrupted after their commit (index entries, media files); return how many."""
         with self.db.sessions() as session:

@@ -13,14 +13,12 @@ server on loopback (aiosmtpd), and helpers that build records without the face p
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from pgtest import fresh_database
 from wftest import Inbox, free_port
 
 from facetrace.config import Settings, get_settings
@@ -46,17 +44,8 @@ def database_url(backend: str, tmp_path: Path) -> Iterator[str | None]:
     if backend == "sqlite":
         yield None
         return
-    base = make_url(os.environ[POSTGRES_ENV])
-    name = f"facetrace_wf_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield base.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with fresh_database("facetrace_wf") as url:
+        yield url
 
 
 # -- SMTP ----------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from facetrace.errors import ConflictError, NoFaceError, NotFoundError
 from facetrace.gallery.service import EnrollOutcome
 from facetrace.gallery.sources import EnrollItem
 from facetrace.store.models import Image, Person
+from facetrace.workflow.erasure import Eraser
 
 router = APIRouter(prefix="/persons", tags=["persons"])
 readers = require_roles("intake", "examiner", "reviewer")
@@ -236,12 +237,13 @@ def update_person(
 
 @router.delete("/{external_id}")
 def erase_person(external_id: str, actor: Actor = Depends(intake), service: Service = Depends(get_service)) -> Any:
-    """Erase a person: database rows, index entries and media files (as ``facetrace person delete``)."""
-    with audited(service, actor, "person.erase", external_id=external_id) as note:
-        note.records = [f"person:{_person_id(service, external_id)}"]
-        result = service.gallery.delete_person(external_id)
-        note.detail.update(result)
-    return result
+    """Erase a person: database rows, index entries, media files, and mentions in stored job results
+    (as ``facetrace person delete``; one audit event). 409 ``erasure_blocked`` while the report that owns
+    the person has a lead under review or a pending notification: erase the report instead, or force it
+    with ``POST /reports/REF/erase``."""
+    return Eraser(service.gallery).erase_person(
+        external_id, actor=actor.name, reason="erasure request", source=actor.source
+    )
 
 
 @router.get("/{external_id}/images/{image_id}/file")
