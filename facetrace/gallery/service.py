@@ -850,13 +850,7 @@ class Gallery:
             media = [img.media_path for img in person.images]
             session.delete(person)
             self.db.bump_gallery_version(session)
-        with self._lock:
-            if self._index is not None:
-                self._index.remove(np.array(face_ids, dtype=np.int64))
-                for fid in face_ids:
-                    self._person_of.pop(fid, None)
-                self._index.save()
-                self._version = self.db.gallery_version()
+        self.forget_faces(face_ids)
         with self.db.sessions() as session:
             still_used = set(session.execute(select(Image.media_path).where(Image.media_path.in_(media))).scalars())
         removed = sum(self.media.delete(rel) for rel in media if rel not in still_used)
