@@ -25,7 +25,6 @@ from facetrace.config import Settings
 from facetrace.errors import FacetraceError
 from facetrace.gallery.service import EnrollOutcome, Gallery
 from facetrace.gallery.sources import EnrollItem
-from facetrace.index.base import VectorIndex
 from facetrace.store.db import Database
 from facetrace.vision.decode import decode_image
 from facetrace.vision.parallel import default_workers
@@ -127,7 +126,6 @@ class ServiceGallery(Gallery):
     def __init__(self, settings: Settings, *, db: Database, metrics: Metrics | None = None) -> None:
         super().__init__(settings, db=db)
         self.metrics = metrics or Metrics()
-        self._enrolling = 0  # enrollments of this process inside _enroll_one (see index())
         processes = settings.analysis_processes or default_workers()
         self.pool = AnalysisPool(processes, self.analyzer_options, settings.max_pixels) if processes > 1 else None
         self._analysis_lock = threading.Lock()
@@ -138,17 +136,6 @@ class ServiceGallery(Gallery):
             return self.pool.detect(data, name)
         with self._analysis_lock:  # dlib's models are not meant for concurrent calls
             return super().detect(data, name)
-
-    def index(self) -> VectorIndex:
-        """Return the index (see :meth:`Gallery.index`), without re-reading the database while an
-        enrollment of this process is between committing a template and adding it to the index."""
-        # Otherwise a search in that moment finds the database ahead, re-reads every template row and
-        # rewrites the index file to add the one template the enrollment is about to add itself: under
-        # a bulk import, once per search, with the gallery lock held (measured: bench/api_load.py).
-        with self._lock:
-            if self._index is not None and self._enrolling:
-                return self._index
-        return super().index()
 
     def loaded_index(self) -> Any:
         """Return the index when it is loaded in memory, else None (never loads it)."""
@@ -198,13 +185,7 @@ class ServiceGallery(Gallery):
     ) -> str | None:
         # Counted image by image (not when a whole import ends), so that metrics follow a long import.
         enrolled, skipped = outcome.images_enrolled, outcome.images_skipped
-        with self._lock:
-            self._enrolling += 1
-        try:
-            error = super()._enroll_one(item, path, data, digest, result, outcome)
-        finally:
-            with self._lock:
-                self._enrolling -= 1
+        error = super()._enroll_one(item, path, data, digest, result, outcome)
         self.metrics.count_enrollment(
             enrolled=outcome.images_enrolled - enrolled,
             skipped=outcome.images_skipped - skipped,
