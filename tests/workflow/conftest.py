@@ -17,9 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
 from pgtest import fresh_database
-from wftest import Inbox, free_port
+from wftest import Inbox, free_port, serving
 
 from facetrace.config import Settings, get_settings
 from facetrace.gallery import Gallery
@@ -52,13 +51,8 @@ def database_url(backend: str, tmp_path: Path) -> Iterator[str | None]:
 @pytest.fixture()
 def smtp() -> Iterator[Inbox]:
     """A real SMTP server (aiosmtpd) on 127.0.0.1 and a free port."""
-    inbox = Inbox(port=free_port())
-    controller = Controller(inbox, hostname=inbox.host, port=inbox.port)
-    controller.start()
-    try:
+    with serving(Inbox(port=free_port())) as inbox:
         yield inbox
-    finally:
-        controller.stop()
 
 
 # -- workflow ------------------------------------------------------------------------------------

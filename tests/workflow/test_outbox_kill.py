@@ -15,9 +15,8 @@ from email.policy import default as default_policy
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from faultkill import SEED, Kill, Stopwatch, cli, kill_plan, run_killed
-from wftest import Inbox, free_port, identify, make_world
+from wftest import Inbox, free_port, identify, make_world, serving
 
 from facetrace.config import Settings
 from facetrace.ops.doctor import DoctorOptions, run_doctor
@@ -44,13 +43,8 @@ class SlowInbox(Inbox):
 
 @pytest.fixture()
 def slow_smtp() -> Iterator[SlowInbox]:
-    inbox = SlowInbox(port=free_port())
-    controller = Controller(inbox, hostname=inbox.host, port=inbox.port)
-    controller.start()
-    try:
+    with serving(SlowInbox(port=free_port())) as inbox:
         yield inbox
-    finally:
-        controller.stop()
 
 
 def _round_of_notifications(wf: Workflow, users: dict[str, User], number: int) -> list[int]:

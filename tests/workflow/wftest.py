@@ -4,12 +4,16 @@ without the face pipeline (for the rule tests)."""
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email import message_from_bytes
 from email.message import Message
 from email.policy import default as default_policy
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from aiosmtpd.controller import Controller
 
 from facetrace.store.accounts import User
 from facetrace.store.workflow_models import Lead
@@ -41,10 +45,24 @@ class Inbox:
         return [m for m, e in zip(self.messages, self.envelopes, strict=True) if address in e.rcpt_tos]
 
 
+InboxT = TypeVar("InboxT", bound=Inbox)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@contextmanager
+def serving(inbox: InboxT) -> Iterator[InboxT]:
+    """Serve ``inbox`` as a real SMTP server (aiosmtpd) on its loopback host and port; yield it."""
+    controller = Controller(inbox, hostname=inbox.host, port=inbox.port)
+    controller.start()
+    try:
+        yield inbox
+    finally:
+        controller.stop()
 
 
 # -- helpers -------------------------------------------------------------------------------------
