@@ -8,14 +8,13 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import platformdirs
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-if TYPE_CHECKING:
-    from facetrace.crypto import Keyring
+from facetrace.crypto import Keyring, keyring_from
 
 
 def default_home() -> Path:
@@ -102,8 +101,6 @@ class Settings(BaseSettings):
     @property
     def keyring(self) -> Keyring:
         """The encryption keys (empty when none is configured). Raises ConfigError for a refused key."""
-        from facetrace.crypto import keyring_from
-
         secret = self.key.get_secret_value() if self.key else None
         inputs = (self.key_file, secret, self.previous_key_file, self.home)
         # Cached with what it was read from: a model_copy with another key file must not reuse it.

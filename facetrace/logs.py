@@ -21,6 +21,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from facetrace.config import get_settings
+
 LOG_FORMATS = ("text", "json")
 # The id of the API request being served, and of the background job being run, in this context.
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("facetrace_request_id", default=None)
@@ -96,8 +98,6 @@ def make_formatter(log_format: str) -> logging.Formatter:
 def configured_log_format() -> str:
     """Return ``Settings.log_format`` (FACETRACE_LOG_FORMAT), or "text" when the settings are unusable
     (the command that reads them then reports the problem itself)."""
-    from facetrace.config import get_settings
-
     try:
         return get_settings().log_format
     except Exception:

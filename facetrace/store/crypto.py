@@ -13,7 +13,6 @@ facetrace filters or sorts on them.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import JSON, LargeBinary, String, Text
@@ -106,36 +105,3 @@ class EncryptedJSON(TypeDecorator[Any]):
         if isinstance(value, str) and value.startswith(TEXT_PREFIX):
             return json.loads(keyring_of(dialect).open_text(value, self._aad))
         return value
-
-
-@dataclass(frozen=True)
-class EncryptedColumn:
-    """One encrypted column, as ``facetrace key rotate`` walks them."""
-
-    table: str
-    column: str
-    kind: str  # "bytes" | "text" | "json"
-
-    @property
-    def context(self) -> bytes:
-        return f"{self.table}.{self.column}".encode()
-
-
-def encrypted_columns() -> list[EncryptedColumn]:
-    """Return every encrypted column of the schema (read from the models, so none is forgotten)."""
-    import facetrace.store.accounts  # noqa: F401  (registers every table on Base)
-    import facetrace.store.jobs  # noqa: F401
-    import facetrace.store.workflow_models  # noqa: F401
-    from facetrace.store.models import Base
-
-    kinds = {EncryptedBytes: "bytes", EncryptedText: "text", EncryptedJSON: "json"}
-    out = []
-    for table in Base.metadata.sorted_tables:
-        for column in table.columns:
-            kind = kinds.get(type(column.type))
-            if kind is not None:
-                context = column.type.context  # type: ignore[attr-defined]
-                if context != f"{table.name}.{column.name}":
-                    raise AssertionError(f"{table.name}.{column.name} is encrypted under the context {context}")
-                out.append(EncryptedColumn(table.name, column.name, kind))
-    return out

@@ -17,6 +17,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from facetrace.config import get_settings
 from facetrace.crypto import Keyring
 from facetrace.errors import ConfigError
 from facetrace.store.crypto import attach_keyring
@@ -71,8 +72,6 @@ class Database:
     def __init__(self, url: str, *, migrate: bool = True, keyring: Keyring | None = None) -> None:
         self.url = url
         if keyring is None:
-            from facetrace.config import get_settings
-
             keyring = get_settings().keyring
         self.keyring = keyring
         if url.startswith("sqlite:///"):

@@ -23,10 +23,10 @@ from facetrace.crypto import Keyring, text_blob
 from facetrace.faults import fault_point
 from facetrace.index.faiss_index import FaissIndex, IndexCorrupt
 from facetrace.store.audit import append_event
-from facetrace.store.crypto import EncryptedColumn, encrypted_columns
 from facetrace.store.db import Database
 from facetrace.store.media import MediaStore
 from facetrace.store.models import Base
+from facetrace.store.schema import EncryptedColumn, encrypted_columns
 
 log = logging.getLogger(__name__)
 ProgressFn = Callable[[int, int, int], None]  # done, total, errors

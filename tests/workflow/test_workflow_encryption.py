@@ -14,9 +14,10 @@ from facetrace.config import Settings
 from facetrace.crypto import generate_key, key_id, key_id_of, read_key_file, write_key_file
 from facetrace.gallery import EnrollItem
 from facetrace.store.accounts import User
-from facetrace.store.crypto import attach_keyring, encrypted_columns
+from facetrace.store.crypto import attach_keyring
 from facetrace.store.models import Face, Person
 from facetrace.store.rotation import pending, rotate
+from facetrace.store.schema import encrypted_columns
 from facetrace.workflow import Workflow
 
 LONG_EMAIL = "a" * 60 + "." + "b" * 60 + "@" + "family-of-the-missing-person." * 6 + "example"  # 311 characters
