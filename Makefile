@@ -8,9 +8,14 @@ PORT ?= 8000
 
 .PHONY: setup serve test lint bench clean
 
-$(VENV)/.installed: pyproject.toml
+# The product alone (make serve), then the test and benchmark tools on top (make test).
+$(VENV)/.product: pyproject.toml
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e .
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.product
 	$(VENV)/bin/pip install -q -e '.[dev]'
 	# The benchmark peer; its dlib requirement is met by dlib-bin, hence --no-deps.
 	$(VENV)/bin/pip install -q --no-deps face_recognition==1.2.3
@@ -18,7 +23,7 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
-serve: setup
+serve: $(VENV)/.product
 	$(VENV)/bin/facetrace serve --host $(HOST) --port $(PORT)
 
 lint: setup

@@ -64,6 +64,9 @@ def test_corpus_stays_small() -> None:
 
 
 @pytest.mark.skipif(SECONDS <= 0, reason="FACETRACE_FUZZ_SECONDS=0: no fuzzing session")
+@pytest.mark.skipif(
+    importlib.util.find_spec("atheris") is None, reason="atheris is not installed (no wheels for this Python)"
+)
 @pytest.mark.parametrize("target", TARGETS)
 def test_bounded_fuzzing_session_finds_no_crash(target: str, tmp_path: Path) -> None:
     corpus = tmp_path / "corpus"
