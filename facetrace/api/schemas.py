@@ -146,7 +146,7 @@ class AuditPage(BaseModel):
 
 class ChainCheck(BaseModel):
     intact: bool
-    problems: list[Any] = Field(description="The events found edited or deleted.")
+    problems: list[str] = Field(description="One line per event found edited or deleted (empty: intact).")
 
 
 # -- faces, candidates and searches --------------------------------------------------------------
