@@ -286,7 +286,12 @@ router = APIRouter(tags=["system"])
 @router.get(
     "/metrics",
     response_class=Response,
-    responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text exposition format."}},
+    responses={
+        200: {
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+            "description": "Prometheus text exposition format.",
+        }
+    },
 )
 def metrics(request: Request) -> Response:
     """The server's Prometheus metrics (counts only, no personal data). Send

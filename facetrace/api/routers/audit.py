@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query
 
 from facetrace.api.deps import Actor, get_service, record_event, require_roles
+from facetrace.api.schemas import AuditPage, ChainCheck
 from facetrace.api.service import Service
 from facetrace.store.audit import list_events, verify_chain
 
@@ -15,7 +16,7 @@ router = APIRouter(prefix="/audit", tags=["audit"])
 auditor = require_roles("auditor")
 
 
-@router.get("")
+@router.get("", response_model=AuditPage)
 def events(
     offset: int = Query(0, ge=0),
     limit: int = Query(100, ge=1, le=1000),
@@ -46,7 +47,7 @@ def events(
     return {"items": items, "total": total, "offset": offset, "limit": limit}
 
 
-@router.get("/verify")
+@router.get("/verify", response_model=ChainCheck)
 def verify(who: Actor = Depends(auditor), service: Service = Depends(get_service)) -> Any:
     """Check the hash chain: ``intact`` is false and ``problems`` says which events when an event
     was edited or deleted."""

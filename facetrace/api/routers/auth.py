@@ -16,6 +16,7 @@ from facetrace.api.deps import (
     is_loopback,
     record_event,
 )
+from facetrace.api.schemas import Items, LoginResult, LogoutResult, Me, NewToken, TokenView
 from facetrace.api.service import Service
 from facetrace.store.accounts import (
     BadCredentials,
@@ -54,7 +55,7 @@ def _cookie_secure(service: Service, request: Request) -> bool:
     return not (request.url.scheme == "http" and is_loopback(request.url.hostname))
 
 
-@router.post("/login")
+@router.post("/login", response_model=LoginResult)
 def login(body: LoginRequest, request: Request, response: Response, service: Service = Depends(get_service)) -> Any:
     """Check a user name and password and open a login session (an HttpOnly, SameSite=Lax cookie).
 
@@ -101,7 +102,7 @@ def login(body: LoginRequest, request: Request, response: Response, service: Ser
     return {"user": user.as_dict(), "csrf_token": row.csrf_token, "expires_at": as_utc(row.expires_at).isoformat()}
 
 
-@router.post("/logout")
+@router.post("/logout", response_model=LogoutResult)
 def logout(
     request: Request,
     response: Response,
@@ -119,7 +120,7 @@ def logout(
     return {"logged_out": actor.session is not None}
 
 
-@router.get("/me")
+@router.get("/me", response_model=Me)
 def me(actor: Actor = Depends(authenticated)) -> Any:
     """Return the signed-in user, how they signed in, and (for a session) the CSRF token."""
     return {
@@ -129,14 +130,14 @@ def me(actor: Actor = Depends(authenticated)) -> Any:
     }
 
 
-@router.get("/tokens")
+@router.get("/tokens", response_model=Items[TokenView])
 def tokens(actor: Actor = Depends(authenticated), service: Service = Depends(get_service)) -> Any:
     """List the caller's own API tokens (never their secrets)."""
     with service.db.sessions() as session:
         return {"items": [t.as_dict() for t in list_tokens(session, actor.user)]}
 
 
-@router.post("/tokens", status_code=201)
+@router.post("/tokens", status_code=201, response_model=NewToken)
 def new_token(
     body: TokenRequest, actor: Actor = Depends(authenticated), service: Service = Depends(get_service)
 ) -> Any:
@@ -155,7 +156,7 @@ def new_token(
     return {**row.as_dict(), "token": secret}
 
 
-@router.delete("/tokens/{token_id}")
+@router.delete("/tokens/{token_id}", response_model=TokenView)
 def delete_token(token_id: int, actor: Actor = Depends(authenticated), service: Service = Depends(get_service)) -> Any:
     """Revoke one of the caller's tokens (an admin may revoke anyone's)."""
     with service.db.session() as session:

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from facetrace.api.deps import Actor, client_address, get_service, record_event, require_roles
 from facetrace.api.errors import UnsupportedMediaType
 from facetrace.api.jobs import extract_archive, import_items
+from facetrace.api.schemas import JobPage, JobView
 from facetrace.api.service import Service
 from facetrace.errors import NotFoundError
 from facetrace.store.jobs import JOB_STATES, Job, list_jobs
@@ -29,7 +30,7 @@ def _own_job(service: Service, actor: Actor, job_id: int) -> Job:
     return job
 
 
-@router.post("/import", status_code=202)
+@router.post("/import", status_code=202, response_model=JobView)
 def import_archive(
     request: Request,
     archive: UploadFile = File(
@@ -71,7 +72,7 @@ def import_archive(
     return job.as_dict()
 
 
-@router.post("/reindex", status_code=202)
+@router.post("/reindex", status_code=202, response_model=JobView)
 def reindex(
     request: Request, actor: Actor = Depends(require_roles("admin")), service: Service = Depends(get_service)
 ) -> Any:
@@ -81,7 +82,7 @@ def reindex(
     return job.as_dict()
 
 
-@router.get("")
+@router.get("", response_model=JobPage)
 def jobs(
     kind: str | None = Query(None, max_length=40),
     state: str | None = Query(None, pattern="^(" + "|".join(JOB_STATES) + ")$"),
@@ -97,13 +98,13 @@ def jobs(
         return {"items": [j.as_dict() for j in rows], "offset": offset, "limit": limit}
 
 
-@router.get("/{job_id}")
+@router.get("/{job_id}", response_model=JobView)
 def job(job_id: int, actor: Actor = Depends(job_users), service: Service = Depends(get_service)) -> Any:
     """Show a job: state, progress (done of total), error count and the per-file errors."""
     return _own_job(service, actor, job_id).as_dict()
 
 
-@router.post("/{job_id}/cancel")
+@router.post("/{job_id}/cancel", response_model=JobView)
 def cancel(job_id: int, actor: Actor = Depends(job_users), service: Service = Depends(get_service)) -> Any:
     """Cancel a queued or running job (work already committed stays; the job can be resumed)."""
     _own_job(service, actor, job_id)
@@ -112,7 +113,7 @@ def cancel(job_id: int, actor: Actor = Depends(job_users), service: Service = De
     return _own_job(service, actor, job.id).as_dict()
 
 
-@router.post("/{job_id}/resume", status_code=202)
+@router.post("/{job_id}/resume", status_code=202, response_model=JobView)
 def resume(job_id: int, actor: Actor = Depends(job_users), service: Service = Depends(get_service)) -> Any:
     """Run a failed (e.g. interrupted by a restart) or cancelled job again; what was already done is skipped."""
     _own_job(service, actor, job_id)

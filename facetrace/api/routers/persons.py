@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from facetrace.api.deps import Actor, audited, get_service, read_image_upload, require_roles
 from facetrace.api.errors import InvalidRequest
+from facetrace.api.schemas import EnrollResult, Page, PersonDetail, PersonErasure, PersonListItem, file_response
 from facetrace.api.service import Service
 from facetrace.errors import ConflictError, NoFaceError, NotFoundError
 from facetrace.gallery.service import EnrollOutcome
@@ -111,7 +112,7 @@ def _enroll_uploads(service: Service, item: EnrollItem, uploads: list[UploadFile
     return outcome, [sha256_bytes(data) for data, _ in files]
 
 
-@router.get("")
+@router.get("", response_model=Page[PersonListItem])
 def list_persons(
     offset: int = Query(0, ge=0),
     limit: int = Query(50, ge=1, le=500),
@@ -137,7 +138,7 @@ def list_persons(
     }
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, response_model=EnrollResult)
 def create_person(
     external_id: str = Form(min_length=1, max_length=200),
     name: str = Form(min_length=1, max_length=300),
@@ -179,7 +180,7 @@ def create_person(
     return {"person": person, "enrolled": outcome.as_dict()}
 
 
-@router.get("/{external_id}")
+@router.get("/{external_id}", response_model=PersonDetail)
 def show_person(external_id: str, actor: Actor = Depends(readers), service: Service = Depends(get_service)) -> Any:
     """Show one person with their images and faces."""
     with audited(service, actor, "person.view", external_id=external_id) as note:
@@ -188,7 +189,7 @@ def show_person(external_id: str, actor: Actor = Depends(readers), service: Serv
     return person
 
 
-@router.post("/{external_id}/images", status_code=201)
+@router.post("/{external_id}/images", status_code=201, response_model=EnrollResult)
 def add_images(
     external_id: str,
     images: list[UploadFile] = File(description="More reference photos."),
@@ -211,7 +212,7 @@ def add_images(
     return {"person": service.gallery.get_person(external_id), "enrolled": outcome.as_dict()}
 
 
-@router.patch("/{external_id}")
+@router.patch("/{external_id}", response_model=PersonDetail)
 def update_person(
     external_id: str, body: PersonUpdate, actor: Actor = Depends(intake), service: Service = Depends(get_service)
 ) -> Any:
@@ -235,7 +236,7 @@ def update_person(
     return service.gallery.get_person(external_id)
 
 
-@router.delete("/{external_id}")
+@router.delete("/{external_id}", response_model=PersonErasure)
 def erase_person(external_id: str, actor: Actor = Depends(intake), service: Service = Depends(get_service)) -> Any:
     """Erase a person: database rows, index entries, media files, and mentions in stored job results
     (as ``facetrace person delete``; one audit event). 409 ``erasure_blocked`` while the report that owns
@@ -246,7 +247,11 @@ def erase_person(external_id: str, actor: Actor = Depends(intake), service: Serv
     )
 
 
-@router.get("/{external_id}/images/{image_id}/file")
+@router.get(
+    "/{external_id}/images/{image_id}/file",
+    response_class=Response,
+    responses=file_response([*sorted(set(MEDIA_TYPES.values())), "application/octet-stream"], "The stored photo."),
+)
 def export_image(
     external_id: str, image_id: int, actor: Actor = Depends(readers), service: Service = Depends(get_service)
 ) -> Response:

@@ -9,13 +9,14 @@ from fastapi import APIRouter, Depends, File, Form, UploadFile
 from facetrace.api.deps import Actor, audited, get_service, read_image_upload, require_roles
 from facetrace.api.errors import InvalidRequest
 from facetrace.api.ratelimit import search_rate_limit
+from facetrace.api.schemas import CompareResult, DetectResult, SearchResult
 from facetrace.api.service import Service
 from facetrace.store.media import sha256_bytes
 
 router = APIRouter(tags=["search"])
 
 
-@router.post("/search", dependencies=[Depends(search_rate_limit)])
+@router.post("/search", dependencies=[Depends(search_rate_limit)], response_model=SearchResult)
 def search(
     image: UploadFile = File(description="The probe photo."),
     case_reference: str = Form(min_length=1, max_length=200, description="The case this search is for."),
@@ -45,7 +46,7 @@ def search(
     return result
 
 
-@router.post("/compare", dependencies=[Depends(search_rate_limit)])
+@router.post("/compare", dependencies=[Depends(search_rate_limit)], response_model=CompareResult)
 def compare(
     a: UploadFile = File(description="First photo."),
     b: UploadFile = File(description="Second photo."),
@@ -63,7 +64,7 @@ def compare(
     return result
 
 
-@router.post("/detect")
+@router.post("/detect", response_model=DetectResult)
 def detect(
     image: UploadFile = File(description="A photo."),
     actor: Actor = Depends(require_roles("intake", "examiner")),

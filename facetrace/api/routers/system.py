@@ -11,12 +11,13 @@ from facetrace import __version__
 from facetrace.api.deps import get_service
 from facetrace.api.errors import error_body
 from facetrace.api.readiness import readiness
+from facetrace.api.schemas import Health, NotReady, Readiness
 from facetrace.api.service import Service
 
 router = APIRouter(tags=["system"])
 
 
-@router.get("/health")
+@router.get("/health", response_model=Health)
 def health() -> dict[str, Any]:
     """Return ``{"status": "ok", "version": ...}`` while the server runs (no authentication)."""
     return {"status": "ok", "version": __version__}
@@ -24,12 +25,8 @@ def health() -> dict[str, Any]:
 
 @router.get(
     "/ready",
-    responses={
-        503: {
-            "description": "Not ready: `error.checks` says which checks failed.",
-            "content": {"application/json": {}},
-        }
-    },
+    response_model=Readiness,
+    responses={503: {"model": NotReady, "description": "Not ready: `error.checks` says which checks failed."}},
 )
 def ready(service: Service = Depends(get_service)) -> Any:
     """Whether the server can serve now (no authentication; meant to be polled): the database answers

@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from facetrace.api.deps import Actor, authenticated, get_service, require_roles
+from facetrace.api.schemas import Items, RoleView, UserView
 from facetrace.api.service import Service
 from facetrace.errors import ConflictError
 from facetrace.store.accounts import (
@@ -41,13 +42,13 @@ class UserUpdate(BaseModel):
     password: str | None = Field(default=None, min_length=1, max_length=1000)
 
 
-@router.get("/roles")
+@router.get("/roles", response_model=Items[RoleView])
 def roles(_actor: Actor = Depends(authenticated)) -> Any:
     """List the roles and what each allows."""
     return {"items": [{"role": r, "description": ROLE_DESCRIPTIONS[r]} for r in ROLES]}
 
 
-@router.get("/users")
+@router.get("/users", response_model=Items[UserView])
 def list_users(_actor: Actor = Depends(admin), service: Service = Depends(get_service)) -> Any:
     """List every user account."""
     with service.db.sessions() as session:
@@ -55,7 +56,7 @@ def list_users(_actor: Actor = Depends(admin), service: Service = Depends(get_se
         return {"items": [u.as_dict() for u in users]}
 
 
-@router.post("/users", status_code=201)
+@router.post("/users", status_code=201, response_model=UserView)
 def add_user(body: NewUser, actor: Actor = Depends(admin), service: Service = Depends(get_service)) -> Any:
     """Create a user with a password (at least 10 characters) and roles."""
     with service.db.session() as session:
@@ -71,7 +72,7 @@ def add_user(body: NewUser, actor: Actor = Depends(admin), service: Service = De
         return user.as_dict()
 
 
-@router.get("/users/{username}")
+@router.get("/users/{username}", response_model=UserView)
 def show_user(username: str, _actor: Actor = Depends(admin), service: Service = Depends(get_service)) -> Any:
     """Show one user account."""
     with service.db.sessions() as session:
@@ -82,7 +83,7 @@ def _enabled_admins(session: Any) -> int:
     return sum(1 for u in session.execute(select(User)).scalars() if u.has_role("admin"))
 
 
-@router.patch("/users/{username}")
+@router.patch("/users/{username}", response_model=UserView)
 def update_user(
     username: str, body: UserUpdate, actor: Actor = Depends(admin), service: Service = Depends(get_service)
 ) -> Any:

@@ -22,6 +22,7 @@ from facetrace.api.deps import Actor, audited, client_address, get_service, reco
 from facetrace.api.errors import UnsupportedMediaType
 from facetrace.api.jobs import JOB_KINDS, JobContext
 from facetrace.api.ratelimit import search_rate_limit
+from facetrace.api.schemas import JobView
 from facetrace.api.service import Service
 from facetrace.errors import (
     CancelledError,
@@ -67,7 +68,7 @@ def save_upload(source: BinaryIO, target: Path, limit: int, name: str) -> tuple[
     return size, digest.hexdigest()
 
 
-@router.post("", status_code=202, dependencies=[Depends(search_rate_limit)])
+@router.post("", status_code=202, dependencies=[Depends(search_rate_limit)], response_model=JobView)
 def start_video_search(
     request: Request,
     video: UploadFile = File(description="The video: MP4, MOV, WebM/Matroska or AVI (told apart by content)."),
@@ -126,13 +127,13 @@ def _own_video_job(service: Service, actor: Actor, job_id: int) -> Job:
     return job
 
 
-@router.get("/{job_id}")
+@router.get("/{job_id}", response_model=JobView)
 def video_search(job_id: int, actor: Actor = Depends(examiners), service: Service = Depends(get_service)) -> Any:
     """Show a video search job: state, progress (frames done of total) and, once done, its result."""
     return _own_video_job(service, actor, job_id).as_dict()
 
 
-@router.post("/{job_id}/cancel")
+@router.post("/{job_id}/cancel", response_model=JobView)
 def cancel_video_search(job_id: int, actor: Actor = Depends(examiners), service: Service = Depends(get_service)) -> Any:
     """Cancel a queued or running video search (it stops at the next frame)."""
     _own_video_job(service, actor, job_id)

@@ -15,6 +15,38 @@ from pydantic import BaseModel, Field
 
 from facetrace.api.deps import Actor, get_service, read_image_upload, require_roles
 from facetrace.api.errors import InvalidRequest
+from facetrace.api.schemas import (
+    CaseDetail,
+    CaseMatching,
+    CasePhotosAdded,
+    CaseUpdated,
+    CaseView,
+    ContactView,
+    DuplicateListItem,
+    DuplicateView,
+    Erasure,
+    EvidenceView,
+    IdentificationDetail,
+    IdentificationListItem,
+    Items,
+    LeadDetail,
+    LeadListItem,
+    MergeResult,
+    NotificationDetail,
+    NotificationSummary,
+    NotificationView,
+    OutboxRun,
+    Page,
+    RematchResult,
+    ReportCreated,
+    ReportDetail,
+    ReportMatching,
+    ReportPhotosAdded,
+    ReportUpdated,
+    ReportView,
+    ReviewResult,
+    WithdrawResult,
+)
 from facetrace.api.service import Service
 from facetrace.workflow import PhotoInput, Workflow
 from facetrace.workflow.common import (
@@ -186,7 +218,7 @@ class ResolveIn(BaseModel):
 
 
 # -- reports ----------------------------------------------------------------------------------------
-@router.get("/reports")
+@router.get("/reports", response_model=Page[ReportView])
 def list_reports(
     status: str | None = Query(None),
     q: str | None = Query(None, max_length=200),
@@ -200,7 +232,7 @@ def list_reports(
     return _page(rows, offset, limit)
 
 
-@router.post("/reports", status_code=201)
+@router.post("/reports", status_code=201, response_model=ReportCreated)
 def create_report(body: ReportIn, actor: Actor = Depends(recorders), service: Service = Depends(get_service)) -> Any:
     """Register a report with its provenance and contacts; add photos with POST /reports/REF/photos."""
     data = body.model_dump()
@@ -208,13 +240,13 @@ def create_report(body: ReportIn, actor: Actor = Depends(recorders), service: Se
     return _wf(service, actor).create_report(actor.user, **data)
 
 
-@router.get("/reports/{reference}")
+@router.get("/reports/{reference}", response_model=ReportDetail)
 def show_report(reference: str, actor: Actor = Depends(readers), service: Service = Depends(get_service)) -> Any:
     """Show a report with its contacts, photos, leads, duplicate flags and identifications."""
     return _wf(service, actor).get_report(actor.user, reference)
 
 
-@router.patch("/reports/{reference}")
+@router.patch("/reports/{reference}", response_model=ReportUpdated)
 def update_report(
     reference: str, body: ReportUpdate, actor: Actor = Depends(recorders), service: Service = Depends(get_service)
 ) -> Any:
@@ -222,7 +254,7 @@ def update_report(
     return _wf(service, actor).update_report(actor.user, reference, **body.model_dump(exclude_unset=True))
 
 
-@router.post("/reports/{reference}/erase")
+@router.post("/reports/{reference}/erase", response_model=Erasure)
 def erase_report(
     reference: str, body: EraseIn, actor: Actor = Depends(erasers), service: Service = Depends(get_service)
 ) -> Any:
@@ -231,7 +263,7 @@ def erase_report(
     return _wf(service, actor).erase_report(actor.user, reference, reason=body.reason, force=body.force)
 
 
-@router.post("/reports/{reference}/photos", status_code=201)
+@router.post("/reports/{reference}/photos", status_code=201, response_model=ReportPhotosAdded)
 def add_report_photos(
     reference: str,
     photos: list[UploadFile] = File(description="Reference photos (the largest face of each is enrolled)."),
@@ -242,7 +274,7 @@ def add_report_photos(
     return _wf(service, actor).add_report_photos(actor.user, reference, _photos(service, photos))
 
 
-@router.post("/reports/{reference}/contacts", status_code=201)
+@router.post("/reports/{reference}/contacts", status_code=201, response_model=ContactView)
 def add_contact(
     reference: str, body: ContactIn, actor: Actor = Depends(recorders), service: Service = Depends(get_service)
 ) -> Any:
@@ -250,7 +282,7 @@ def add_contact(
     return _wf(service, actor).add_contact(actor.user, reference, **body.model_dump())
 
 
-@router.patch("/contacts/{contact_id}")
+@router.patch("/contacts/{contact_id}", response_model=ContactView)
 def update_contact(
     contact_id: int, body: ContactUpdate, actor: Actor = Depends(recorders), service: Service = Depends(get_service)
 ) -> Any:
@@ -258,13 +290,13 @@ def update_contact(
     return _wf(service, actor).update_contact(actor.user, contact_id, **body.model_dump(exclude_unset=True))
 
 
-@router.post("/reports/{reference}/match")
+@router.post("/reports/{reference}/match", response_model=ReportMatching)
 def match_report(reference: str, actor: Actor = Depends(matchers), service: Service = Depends(get_service)) -> Any:
     """Search a report against the open cases (and other reports) again; idempotent."""
     return _wf(service, actor).match_report(actor.user, reference)
 
 
-@router.post("/reports/{reference}/merge")
+@router.post("/reports/{reference}/merge", response_model=MergeResult)
 def merge_report(
     reference: str, body: MergeIn, actor: Actor = Depends(mergers), service: Service = Depends(get_service)
 ) -> Any:
@@ -272,7 +304,7 @@ def merge_report(
     return _wf(service, actor).merge_reports(actor.user, reference, body.into, rationale=body.rationale)
 
 
-@router.get("/duplicates")
+@router.get("/duplicates", response_model=Items[DuplicateListItem])
 def list_duplicates(
     status: str | None = Query("open", description="open, merged or dismissed; empty for all."),
     actor: Actor = Depends(readers),
@@ -282,7 +314,7 @@ def list_duplicates(
     return {"items": _wf(service, actor).list_duplicates(actor.user, status=status or None)}
 
 
-@router.post("/duplicates/{flag_id}/dismiss")
+@router.post("/duplicates/{flag_id}/dismiss", response_model=DuplicateView)
 def dismiss_duplicate(
     flag_id: int, body: RationaleIn, actor: Actor = Depends(mergers), service: Service = Depends(get_service)
 ) -> Any:
@@ -291,7 +323,7 @@ def dismiss_duplicate(
 
 
 # -- cases ------------------------------------------------------------------------------------------
-@router.get("/cases")
+@router.get("/cases", response_model=Page[CaseView])
 def list_cases(
     status: str | None = Query(None),
     offset: int = Query(0, ge=0),
@@ -304,19 +336,19 @@ def list_cases(
     return _page(rows, offset, limit)
 
 
-@router.post("/cases", status_code=201)
+@router.post("/cases", status_code=201, response_model=CasePhotosAdded)
 def create_case(body: CaseIn, actor: Actor = Depends(recorders), service: Service = Depends(get_service)) -> Any:
     """Open a case; add its photos with POST /cases/REF/photos (each addition searches it again)."""
     return _wf(service, actor).create_case(actor.user, **body.model_dump())
 
 
-@router.get("/cases/{reference}")
+@router.get("/cases/{reference}", response_model=CaseDetail)
 def show_case(reference: str, actor: Actor = Depends(readers), service: Service = Depends(get_service)) -> Any:
     """Show a case with its photos, leads and identifications."""
     return _wf(service, actor).get_case(actor.user, reference)
 
 
-@router.patch("/cases/{reference}")
+@router.patch("/cases/{reference}", response_model=CaseUpdated)
 def update_case(
     reference: str, body: CaseUpdate, actor: Actor = Depends(recorders), service: Service = Depends(get_service)
 ) -> Any:
@@ -324,7 +356,7 @@ def update_case(
     return _wf(service, actor).update_case(actor.user, reference, **body.model_dump(exclude_unset=True))
 
 
-@router.post("/cases/{reference}/erase")
+@router.post("/cases/{reference}/erase", response_model=Erasure)
 def erase_case(
     reference: str, body: EraseIn, actor: Actor = Depends(erasers), service: Service = Depends(get_service)
 ) -> Any:
@@ -333,7 +365,7 @@ def erase_case(
     return _wf(service, actor).erase_case(actor.user, reference, reason=body.reason, force=body.force)
 
 
-@router.post("/cases/{reference}/photos", status_code=201)
+@router.post("/cases/{reference}/photos", status_code=201, response_model=CasePhotosAdded)
 def add_case_photos(
     reference: str,
     photos: list[UploadFile] = File(description="Photos of the person (the largest face of each is used)."),
@@ -344,14 +376,14 @@ def add_case_photos(
     return _wf(service, actor).add_case_photos(actor.user, reference, _photos(service, photos))
 
 
-@router.post("/cases/{reference}/match")
+@router.post("/cases/{reference}/match", response_model=CaseMatching)
 def match_case(reference: str, actor: Actor = Depends(matchers), service: Service = Depends(get_service)) -> Any:
     """Search a case against all reports again; idempotent."""
     return _wf(service, actor).match_case(actor.user, reference)
 
 
 # -- leads ------------------------------------------------------------------------------------------
-@router.get("/leads")
+@router.get("/leads", response_model=Page[LeadListItem])
 def list_leads(
     status: str | None = Query(None),
     case: str | None = Query(None, max_length=64),
@@ -368,19 +400,19 @@ def list_leads(
     return _page(rows, offset, limit)
 
 
-@router.post("/leads/rematch")
+@router.post("/leads/rematch", response_model=RematchResult)
 def rematch(actor: Actor = Depends(matchers), service: Service = Depends(get_service)) -> Any:
     """Search every open case and every report again (after a recalibration or bulk import)."""
     return _wf(service, actor).match_all(actor.user)
 
 
-@router.get("/leads/{lead_id}")
+@router.get("/leads/{lead_id}", response_model=LeadDetail)
 def show_lead(lead_id: int, actor: Actor = Depends(readers), service: Service = Depends(get_service)) -> Any:
     """Show a lead with its case, report, reviews, evidence and identification."""
     return _wf(service, actor).get_lead(actor.user, lead_id)
 
 
-@router.post("/leads/{lead_id}/reviews", status_code=201)
+@router.post("/leads/{lead_id}/reviews", status_code=201, response_model=ReviewResult)
 def review_lead(
     lead_id: int, body: ReviewIn, actor: Actor = Depends(reviewers), service: Service = Depends(get_service)
 ) -> Any:
@@ -388,7 +420,7 @@ def review_lead(
     return _wf(service, actor).review_lead(actor.user, lead_id, decision=body.decision, rationale=body.rationale)
 
 
-@router.post("/leads/{lead_id}/evidence", status_code=201)
+@router.post("/leads/{lead_id}/evidence", status_code=201, response_model=EvidenceView)
 def add_evidence(
     lead_id: int, body: EvidenceIn, actor: Actor = Depends(reviewers), service: Service = Depends(get_service)
 ) -> Any:
@@ -397,7 +429,7 @@ def add_evidence(
 
 
 # -- identifications --------------------------------------------------------------------------------
-@router.get("/identifications")
+@router.get("/identifications", response_model=Items[IdentificationListItem])
 def list_identifications(
     status: str | None = Query(None), actor: Actor = Depends(readers), service: Service = Depends(get_service)
 ) -> Any:
@@ -405,7 +437,7 @@ def list_identifications(
     return {"items": _wf(service, actor).list_identifications(actor.user, status=status)}
 
 
-@router.get("/identifications/{identification_id}")
+@router.get("/identifications/{identification_id}", response_model=IdentificationDetail)
 def show_identification(
     identification_id: int, actor: Actor = Depends(readers), service: Service = Depends(get_service)
 ) -> Any:
@@ -413,7 +445,7 @@ def show_identification(
     return _wf(service, actor).get_identification(actor.user, identification_id)
 
 
-@router.post("/identifications/{identification_id}/withdraw")
+@router.post("/identifications/{identification_id}/withdraw", response_model=WithdrawResult)
 def withdraw_identification(
     identification_id: int, body: ReasonIn, actor: Actor = Depends(withdrawers), service: Service = Depends(get_service)
 ) -> Any:
@@ -421,7 +453,7 @@ def withdraw_identification(
     return _wf(service, actor).withdraw_identification(actor.user, identification_id, reason=body.reason)
 
 
-@router.post("/identifications/{identification_id}/notifications", status_code=201)
+@router.post("/identifications/{identification_id}/notifications", status_code=201, response_model=NotificationView)
 def draft_notification(
     identification_id: int, body: DraftIn, actor: Actor = Depends(reviewers), service: Service = Depends(get_service)
 ) -> Any:
@@ -430,7 +462,7 @@ def draft_notification(
 
 
 # -- notifications ----------------------------------------------------------------------------------
-@router.get("/notifications")
+@router.get("/notifications", response_model=Page[NotificationSummary])
 def list_notifications(
     status: str | None = Query(None),
     identification_id: int | None = Query(None),
@@ -446,7 +478,7 @@ def list_notifications(
     return _page(rows, offset, limit)
 
 
-@router.post("/notifications/send")
+@router.post("/notifications/send", response_model=OutboxRun)
 def send_notifications(body: SendIn, actor: Actor = Depends(senders), service: Service = Depends(get_service)) -> Any:
     """Run the outbox: send approved notifications by SMTP, each at most once."""
     return _wf(service, actor).send_notifications(
@@ -454,7 +486,7 @@ def send_notifications(body: SendIn, actor: Actor = Depends(senders), service: S
     )
 
 
-@router.get("/notifications/{notification_id}")
+@router.get("/notifications/{notification_id}", response_model=NotificationDetail)
 def show_notification(
     notification_id: int, actor: Actor = Depends(readers), service: Service = Depends(get_service)
 ) -> Any:
@@ -462,7 +494,7 @@ def show_notification(
     return _wf(service, actor).get_notification(actor.user, notification_id)
 
 
-@router.post("/notifications/{notification_id}/approve")
+@router.post("/notifications/{notification_id}/approve", response_model=NotificationView)
 def approve_notification(
     notification_id: int, body: ApproveIn, actor: Actor = Depends(approvers), service: Service = Depends(get_service)
 ) -> Any:
@@ -470,7 +502,7 @@ def approve_notification(
     return _wf(service, actor).approve_notification(actor.user, notification_id, include_images=body.include_images)
 
 
-@router.post("/notifications/{notification_id}/cancel")
+@router.post("/notifications/{notification_id}/cancel", response_model=NotificationView)
 def cancel_notification(
     notification_id: int, body: ReasonIn, actor: Actor = Depends(approvers), service: Service = Depends(get_service)
 ) -> Any:
@@ -478,7 +510,7 @@ def cancel_notification(
     return _wf(service, actor).cancel_notification(actor.user, notification_id, reason=body.reason)
 
 
-@router.post("/notifications/{notification_id}/resolve")
+@router.post("/notifications/{notification_id}/resolve", response_model=NotificationView)
 def resolve_notification(
     notification_id: int, body: ResolveIn, actor: Actor = Depends(senders), service: Service = Depends(get_service)
 ) -> Any:
