@@ -21,7 +21,7 @@ from facetrace.store.accounts import User
 from facetrace.web import images, services
 
 if TYPE_CHECKING:
-    from facetrace.api.service import Service
+    from facetrace.usecases.service import Service
     from facetrace.workflow import Workflow
 
 MARGIN = 15.0
