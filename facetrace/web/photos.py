@@ -21,6 +21,7 @@ MAX_PHOTOS = 20
 
 
 def face_feedback(face: Any, min_quality: float) -> dict[str, Any]:
+    """Return one detected face as the intake form shows it: box, quality, whether usable, problems."""
     detail = face.quality.as_dict()
     return {
         "box": list(face.box),
@@ -123,6 +124,7 @@ def with_shown_status(leads: list[dict[str, Any]], reviewed: set[int]) -> list[d
 def record_page_context(
     service: Service, actor: Actor, photos: list[dict[str, Any]], leads: list[dict[str, Any]]
 ) -> dict[str, Any]:
+    """Return what a report's or case's page shows of its photos, faces and leads (blinded for this user)."""
     shown_photos, faces = photos_for_page(service, photos)
     reviewed = services.reviewed_leads(service.db, actor.user.id)
     return {

@@ -175,7 +175,9 @@ def list_reports(
     service: ServiceDep,
 ) -> Any:
     """List missing-person reports, newest first."""
-    rows = REPORT.list_records(workflow_for(service, actor), actor, status=status, query=q, offset=offset, limit=limit + 1)
+    rows = REPORT.list_records(
+        workflow_for(service, actor), actor, status=status, query=q, offset=offset, limit=limit + 1
+    )
     return _page(rows, offset, limit)
 
 
@@ -270,7 +272,9 @@ def list_cases(
     service: ServiceDep,
 ) -> Any:
     """List cases, newest first."""
-    rows = CASE.list_records(workflow_for(service, actor), actor, status=status, query=None, offset=offset, limit=limit + 1)
+    rows = CASE.list_records(
+        workflow_for(service, actor), actor, status=status, query=None, offset=offset, limit=limit + 1
+    )
     return _page(rows, offset, limit)
 
 

@@ -8,22 +8,13 @@ from urllib.parse import urlencode
 from fastapi import Request
 from fastapi.responses import Response
 
-from facetrace.http.deps import (
-    ServiceDep,
-)
+from facetrace.http.deps import ServiceDep
 from facetrace.http.roles import Auditor
 from facetrace.store.audit import list_events, verify_chain
 from facetrace.usecases.actors import record_event
-from facetrace.web.deps import (
-    PAGE_SIZE,
-    page_offset,
-    web_router,
-)
+from facetrace.web.deps import PAGE_SIZE, page_offset, web_router
 from facetrace.web.render import page
-from facetrace.workflow.common import (
-    InvalidInput,
-    parse_date,
-)
+from facetrace.workflow.common import InvalidInput, parse_date
 
 router = web_router()
 

@@ -8,20 +8,10 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from facetrace.http.cookies import delete_session_cookie, set_session_cookie
-from facetrace.http.deps import (
-    SESSION_COOKIE,
-    CurrentActor,
-    MaybeActor,
-    ServiceDep,
-    client_address,
-)
+from facetrace.http.deps import SESSION_COOKIE, CurrentActor, MaybeActor, ServiceDep, client_address
 from facetrace.store.accounts import BadCredentials, LoginThrottled
 from facetrace.usecases import sessions
-from facetrace.web.deps import (
-    FormDep,
-    text,
-    web_router,
-)
+from facetrace.web.deps import FormDep, text, web_router
 from facetrace.web.render import page, redirect, safe_next
 
 router = web_router()

@@ -8,21 +8,14 @@ from fastapi import Request
 from fastapi.responses import Response
 from starlette.datastructures import FormData
 
-from facetrace.http.deps import (
-    ServiceDep,
-)
+from facetrace.http.deps import ServiceDep
 from facetrace.http.roles import Reader
 from facetrace.store.workflow_models import CASE_STATUSES, CONDITIONS
 from facetrace.usecases.actors import Actor
 from facetrace.usecases.records import CASE, workflow_for
 from facetrace.usecases.service import Service
 from facetrace.web import services
-from facetrace.web.deps import (
-    NO_STORE,
-    text,
-    view,
-    web_router,
-)
+from facetrace.web.deps import NO_STORE, text, view, web_router
 from facetrace.web.pages.records import RecordPages, install
 from facetrace.web.pdf import build_case_pdf
 from facetrace.web.photos import record_page_context
@@ -32,6 +25,7 @@ router = web_router()
 
 
 def read_form(form: FormData | None = None) -> dict[str, Any]:
+    """Return the intake form's values (a blank form when ``form`` is None)."""
     keys = ("condition", "found_at", "found_place", "holding_organisation", "description", "reference", "retain_until")
     if form is None:
         return {k: ("deceased" if k == "condition" else "") for k in keys}
@@ -48,6 +42,7 @@ def show_page(
     error: str = "",
     problems: list[str] | None = None,
 ) -> Response:
+    """Return the case's page (audited as case.view). Raises NotFoundError."""
     wf = workflow_for(service, actor)
     detail = wf.get_case(actor.user, reference)
     leads = wf.list_leads(actor.user, case=detail["id"], limit=1000)

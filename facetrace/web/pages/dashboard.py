@@ -7,15 +7,10 @@ from typing import Any
 from fastapi import Request
 from sqlalchemy import func, select
 
-from facetrace.http.deps import (
-    CurrentActor,
-    ServiceDep,
-)
+from facetrace.http.deps import CurrentActor, ServiceDep
 from facetrace.store.accounts import AuditEvent, User
 from facetrace.web import services
-from facetrace.web.deps import (
-    web_router,
-)
+from facetrace.web.deps import web_router
 from facetrace.web.render import page
 
 router = web_router()

@@ -6,23 +6,14 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from facetrace.errors import FacetraceError
-from facetrace.http.deps import (
-    ServiceDep,
-)
+from facetrace.http.deps import ServiceDep
 from facetrace.http.roles import Reader, Reviewer, Withdrawer
 from facetrace.usecases.actors import Actor
 from facetrace.usecases.records import workflow_for
 from facetrace.usecases.service import Service
-from facetrace.web.deps import (
-    FormDep,
-    text,
-    view,
-    web_router,
-)
+from facetrace.web.deps import FormDep, text, view, web_router
 from facetrace.web.render import page, redirect
-from facetrace.workflow.common import (
-    WITHDRAW_ROLES,
-)
+from facetrace.workflow.common import WITHDRAW_ROLES
 
 router = web_router()
 

@@ -5,23 +5,13 @@ from __future__ import annotations
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
-from facetrace.http.deps import (
-    ServiceDep,
-    read_image_upload,
-)
+from facetrace.http.deps import ServiceDep, read_image_upload
 from facetrace.http.roles import Recorder
 from facetrace.store.media import sha256_bytes
 from facetrace.usecases.actors import record_event
-from facetrace.web.deps import (
-    NO_STORE,
-    FormDep,
-    uploads_of,
-    web_router,
-)
+from facetrace.web.deps import NO_STORE, FormDep, uploads_of, web_router
 from facetrace.web.photos import photo_feedback
-from facetrace.workflow.common import (
-    InvalidInput,
-)
+from facetrace.workflow.common import InvalidInput
 
 router = web_router()
 

@@ -8,23 +8,14 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from facetrace.errors import FacetraceError
-from facetrace.http.deps import (
-    ServiceDep,
-)
+from facetrace.http.deps import ServiceDep
 from facetrace.http.roles import Reader, Reviewer
 from facetrace.store.workflow_models import EVIDENCE_KINDS
 from facetrace.usecases.actors import Actor
 from facetrace.usecases.records import workflow_for
 from facetrace.usecases.service import Service
 from facetrace.web import services
-from facetrace.web.deps import (
-    PAGE_SIZE,
-    FormDep,
-    page_offset,
-    text,
-    view,
-    web_router,
-)
+from facetrace.web.deps import PAGE_SIZE, FormDep, page_offset, text, view, web_router
 from facetrace.web.photos import with_shown_status
 from facetrace.web.render import page, redirect
 

@@ -6,16 +6,10 @@ from fastapi import Request
 from fastapi.responses import FileResponse, Response
 
 from facetrace.errors import NotFoundError
-from facetrace.http.deps import (
-    ServiceDep,
-)
+from facetrace.http.deps import ServiceDep
 from facetrace.http.roles import Reader
 from facetrace.web import images, services
-from facetrace.web.deps import (
-    NO_STORE,
-    view,
-    web_router,
-)
+from facetrace.web.deps import NO_STORE, view, web_router
 from facetrace.web.render import STATIC_DIR
 
 router = web_router()

@@ -8,28 +8,15 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from facetrace.errors import FacetraceError
-from facetrace.http.deps import (
-    ServiceDep,
-)
+from facetrace.http.deps import ServiceDep
 from facetrace.http.roles import Approver, Reader, Sender
 from facetrace.usecases.actors import Actor
 from facetrace.usecases.records import workflow_for
 from facetrace.usecases.service import Service
 from facetrace.web import services
-from facetrace.web.deps import (
-    PAGE_SIZE,
-    FormDep,
-    page_offset,
-    text,
-    texts,
-    view,
-    web_router,
-)
+from facetrace.web.deps import PAGE_SIZE, FormDep, page_offset, text, texts, view, web_router
 from facetrace.web.render import page, redirect
-from facetrace.workflow.common import (
-    APPROVE_ROLES,
-    SEND_ROLES,
-)
+from facetrace.workflow.common import APPROVE_ROLES, SEND_ROLES
 
 router = web_router()
 PROBLEM_STATUSES = ("failed", "refused", "unknown", "sending")

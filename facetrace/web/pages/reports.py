@@ -9,24 +9,14 @@ from fastapi.responses import Response
 from starlette.datastructures import FormData
 
 from facetrace.errors import FacetraceError
-from facetrace.http.deps import (
-    ServiceDep,
-)
+from facetrace.http.deps import ServiceDep
 from facetrace.http.roles import Recorder
 from facetrace.store.workflow_models import REPORT_STATUSES
 from facetrace.usecases.actors import Actor
 from facetrace.usecases.records import REPORT, workflow_for
 from facetrace.usecases.service import Service
 from facetrace.web import services
-from facetrace.web.deps import (
-    LANGUAGES,
-    FormDep,
-    quote_ref,
-    text,
-    texts,
-    view,
-    web_router,
-)
+from facetrace.web.deps import LANGUAGES, FormDep, quote_ref, text, texts, view, web_router
 from facetrace.web.pages.records import RecordPages, install
 from facetrace.web.photos import record_page_context
 from facetrace.web.render import page, redirect
@@ -35,6 +25,7 @@ router = web_router()
 
 
 def read_form(form: FormData | None = None) -> dict[str, Any]:
+    """Return the intake form's values (a blank form, with one empty contact, when ``form`` is None)."""
     if form is None:
         return {
             "name": "",
@@ -74,6 +65,7 @@ def show_page(
     problems: list[str] | None = None,
     contact_error: str = "",
 ) -> Response:
+    """Return the report's page (audited as report.view). Raises NotFoundError."""
     detail = workflow_for(service, actor).get_report(actor.user, reference)
     context = record_page_context(service, actor, detail["photos"], detail["leads"])
     lead_records = [f"lead:{lead['id']}" for lead in detail["leads"]]

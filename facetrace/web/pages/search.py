@@ -8,21 +8,12 @@ from fastapi import Depends, Request
 from fastapi.responses import Response
 
 from facetrace.errors import FacetraceError
-from facetrace.http.deps import (
-    ServiceDep,
-    read_image_upload,
-    search_rate_limit,
-)
+from facetrace.http.deps import ServiceDep, read_image_upload, search_rate_limit
 from facetrace.http.roles import Examiner
 from facetrace.usecases import search as searches
 from facetrace.usecases.uploads import ImageBytes
 from facetrace.web import images, services
-from facetrace.web.deps import (
-    FormDep,
-    text,
-    uploads_of,
-    web_router,
-)
+from facetrace.web.deps import FormDep, text, uploads_of, web_router
 from facetrace.web.render import page
 
 router = web_router()

@@ -9,19 +9,12 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 
 from facetrace.errors import FacetraceError
-from facetrace.http.deps import (
-    ServiceDep,
-)
+from facetrace.http.deps import ServiceDep
 from facetrace.http.roles import Admin
 from facetrace.usecases import users as user_admin
 from facetrace.usecases.actors import Actor
 from facetrace.usecases.service import Service
-from facetrace.web.deps import (
-    FormDep,
-    text,
-    texts,
-    web_router,
-)
+from facetrace.web.deps import FormDep, text, texts, web_router
 from facetrace.web.render import page, redirect
 
 router = web_router()

@@ -8,23 +8,13 @@ from fastapi import Depends, Request
 from fastapi.responses import Response
 
 from facetrace.errors import FacetraceError
-from facetrace.http.deps import (
-    ServiceDep,
-    client_address,
-    search_rate_limit,
-)
+from facetrace.http.deps import ServiceDep, client_address, search_rate_limit
 from facetrace.http.roles import Examiner
 from facetrace.usecases import video as videos
 from facetrace.usecases.actors import Actor
 from facetrace.usecases.service import Service
 from facetrace.web import services
-from facetrace.web.deps import (
-    FormDep,
-    text,
-    uploads_of,
-    view,
-    web_router,
-)
+from facetrace.web.deps import FormDep, text, uploads_of, view, web_router
 from facetrace.web.render import page, redirect
 
 router = web_router()
