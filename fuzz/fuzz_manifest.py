@@ -1,5 +1,5 @@
 """Fuzz target: the enroll manifest parser (``facetrace.gallery.sources.read_manifest``) and the
-API import path (``facetrace.api.jobs.extract_archive`` then ``import_items``).
+API import path (``facetrace.usecases.jobs.extract_archive`` then ``import_items``).
 
 An input starting with ``PK`` is an uploaded zip archive; anything else is the text of a CSV
 manifest. Either must give enroll items and refused rows, or raise a
@@ -28,9 +28,9 @@ _work: Path | None = None
 
 def load() -> None:
     """Import the code under test (inside ``atheris.instrument_imports`` when fuzzing)."""
-    from facetrace.api.jobs import extract_archive, import_items
     from facetrace.errors import FacetraceError
     from facetrace.gallery.sources import read_manifest
+    from facetrace.usecases.jobs import extract_archive, import_items
 
     _mod.update(read_manifest=read_manifest, extract=extract_archive, import_items=import_items, error=FacetraceError)
 

@@ -504,7 +504,7 @@ def test_import_archives_unpack_inside_their_folder_or_give_a_manifest_error(
 def test_damaged_archives_are_a_manifest_error(tmp_path: Path, case: str, message: str) -> None:
     """Each case made zipfile raise something other than BadZipFile (found by fuzz/fuzz_manifest.py):
     the import API answered 500 instead of 422."""
-    from facetrace.api.jobs import extract_archive
+    from facetrace.usecases.jobs import extract_archive
 
     members = [("manifest.csv", MANIFEST_CSV)]
     if case == "file-and-folder":

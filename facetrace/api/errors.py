@@ -20,7 +20,8 @@ from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from facetrace.errors import FacetraceError, ImageError, disk_full_error
+from facetrace.errors import FacetraceError, disk_full_error
+from facetrace.usecases.errors import value_out_of_range
 
 log = logging.getLogger(__name__)
 
@@ -38,25 +39,6 @@ STATUS_CODES = {
     500: "internal",
     503: "unavailable",
 }
-
-
-class UnsupportedMediaType(ImageError):
-    """An upload whose content (sniffed from its bytes, not its name) is not a supported image."""
-
-    code = "unsupported_media_type"
-    status = 415
-
-
-class InvalidRequest(FacetraceError):
-    """A request that passed schema validation but is still unusable (a blank field, bad JSON text...)."""
-
-    code = "invalid_request"
-    status = 422
-
-
-class Unauthorized(FacetraceError):
-    code = "unauthorized"
-    status = 401
 
 
 class BodyTooLarge(StarletteHTTPException):
@@ -94,20 +76,6 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         429: "Too many attempts (Retry-After says when to try again)",
     }.items()
 }
-
-
-def value_out_of_range(exc: BaseException) -> InvalidRequest | None:
-    """Return a 422 error when ``exc`` is the database refusing a value the request carried (an
-    integer past 64 bits on SQLite; on PostgreSQL also past its column's type, text past its
-    column's length, or text with a NUL character), else None. The statement failed, so its
-    transaction is rolled back: nothing is stored. Validating every field at the boundary would be
-    nicer, but this also catches the next field nobody thought of.
-    """
-    if isinstance(exc, DataError) or (isinstance(exc, OverflowError) and "SQLite INTEGER" in str(exc)):
-        return InvalidRequest(
-            "a value in the request cannot be stored: a number out of range, text too long, or a NUL character"
-        )
-    return None
 
 
 def error_body(code: str, message: str) -> dict[str, Any]:

@@ -14,14 +14,13 @@ import functools
 import logging
 import shutil
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import text
 
+from facetrace.api.gallery import server_gallery
 from facetrace.store.db import Database, alembic_config
-
-if TYPE_CHECKING:
-    from facetrace.api.service import Service
+from facetrace.usecases.service import Service
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +74,7 @@ def check_disk(service: Service) -> Check:
 
 def check_analysis(service: Service) -> Check:
     """The image analysis worker pool is usable (or analysis runs in the server process)."""
-    pool = service.gallery.pool
+    pool = server_gallery(service).pool
     if pool is None:
         return Check(True, "images are analysed in the server process")
     ok, detail = pool.health()
@@ -87,7 +86,7 @@ def readiness(service: Service) -> dict[str, Check]:
     checks = {"database": check_database(service.db)}
     if checks["database"].ok:
         try:
-            checks["index"] = Check(*service.gallery.index_consistency())
+            checks["index"] = Check(*server_gallery(service).index_consistency())
         except Exception as exc:
             checks["index"] = Check(False, f"cannot be checked ({type(exc).__name__})")
     else:

@@ -9,7 +9,9 @@ import typer
 from facetrace.cli.output import emit_json, err_console
 from facetrace.config import get_settings
 from facetrace.errors import FacetraceError
+from facetrace.http.deps import is_loopback
 from facetrace.logs import setup_logging
+from facetrace.server import create_app
 
 
 def serve(
@@ -25,10 +27,7 @@ def serve(
 ) -> None:
     """Run the REST API (``/api/v1``) until interrupted. Bootstrap an admin first with
     ``facetrace user add NAME --role admin``."""
-    import uvicorn
-
-    from facetrace.api.app import create_app
-    from facetrace.api.deps import is_loopback
+    import uvicorn  # lazily: the web server's stack is needed by this command only
 
     settings = get_settings()
     level = log_level.upper()

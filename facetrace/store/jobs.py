@@ -1,7 +1,7 @@
 """Background jobs (bulk import, re-indexing): their state, progress and errors, in the database.
 
 The database row is what clients poll; the work itself runs in the server process
-(:mod:`facetrace.api.jobs`). A job left ``queued`` or ``running`` by a stopped server is marked
+(:mod:`facetrace.usecases.jobs`). A job left ``queued`` or ``running`` by a stopped server is marked
 ``failed`` on the next start, and can be resumed (enrollment is idempotent).
 """
 

@@ -11,18 +11,16 @@ from __future__ import annotations
 import importlib.util
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fpdf import FPDF
 from fpdf.enums import XPos, YPos
 
 from facetrace.errors import FacetraceError
 from facetrace.store.accounts import User
+from facetrace.usecases.service import Service
 from facetrace.web import images, services
-
-if TYPE_CHECKING:
-    from facetrace.api.service import Service
-    from facetrace.workflow import Workflow
+from facetrace.workflow import Workflow
 
 MARGIN = 15.0
 FACE_MM = 55.0

@@ -4,7 +4,7 @@ errors into HTML pages (or a sign-in redirect) instead of JSON.
 Every page is sent with a Content-Security-Policy that allows only this server's own scripts,
 styles and images (``data:`` and ``blob:`` images for upload previews): no inline script can
 run, so user content that slipped through escaping still could not execute. The headers are set
-for every response in one place, :mod:`facetrace.api.security`.
+for every response in one place, :mod:`facetrace.http.security`.
 """
 
 from __future__ import annotations
@@ -25,18 +25,19 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from facetrace import __version__
-from facetrace.api.deps import Actor
-from facetrace.api.errors import Unauthorized, value_out_of_range
-from facetrace.api.security import PAGE_CSP, PAGE_HEADERS
 from facetrace.errors import FacetraceError
+from facetrace.http.deps import SESSION_COOKIE, current_actor, get_service
+from facetrace.http.security import PAGE_CSP, PAGE_HEADERS
 from facetrace.store.accounts import ROLE_DESCRIPTIONS, ROLES
+from facetrace.usecases.actors import Actor
+from facetrace.usecases.errors import Unauthorized, value_out_of_range
 from facetrace.web.services import can_read, can_review, fmr_words, fpir_words, one_in, rarity
 
 log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(str(resources.files("facetrace.web") / "static"))
 # The page headers (CSP without inline script, frame denial, no-store...) are set for every
-# response by facetrace.api.security.SecurityHeadersMiddleware; named here for the docs and tests.
+# response by facetrace.http.security.SecurityHeadersMiddleware; named here for the docs and tests.
 CSP = PAGE_CSP
 SECURITY_HEADERS = PAGE_HEADERS
 # Messages shown after a redirect, by key: the query string names one, never carries text.
@@ -193,7 +194,7 @@ def _wants_json(request: Request) -> bool:
 class WebRoute(APIRoute):
     """A route of the web pages: errors become HTML pages (or JSON for the page scripts' own
     requests), and a missing sign-in becomes a redirect to the sign-in page. (The security
-    headers are added to every response by the API's middleware.)"""
+    headers are added to every response by the server's middleware.)"""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         original = super().get_route_handler()
@@ -241,8 +242,6 @@ def _error_response(request: Request, status: int, code: str, message: str) -> R
 
 def _actor_of(request: Request) -> Actor | None:
     """Return the signed-in user of a request that failed, for the error page's navigation."""
-    from facetrace.api.deps import SESSION_COOKIE, current_actor, get_service
-
     secret = request.cookies.get(SESSION_COOKIE)
     if not secret:
         return None

@@ -1,8 +1,8 @@
 """Read-side helpers of the web pages: queue counts, recent activity, record history, media
 look-ups, plain-words explanations of scores and quality, and blind review.
 
-Everything that changes state goes through :class:`facetrace.workflow.Workflow` or the API's own
-functions; this module only reads (and appends the audit events of views the workflow does not
+Everything that changes state goes through :class:`facetrace.workflow.Workflow` or the use-cases
+(:mod:`facetrace.usecases`); this module only reads (and appends the audit events of views the workflow does not
 record itself).
 """
 

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from facetrace.api.app import create_app
-from facetrace.api.service import Service
 from facetrace.config import Settings
+from facetrace.server import create_app
 from facetrace.store.accounts import ROLES, User, create_token, hash_password
+from facetrace.usecases.service import Service
 
 FACES_DIR = Path(__file__).resolve().parents[1] / "data" / "faces"
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]

@@ -12,10 +12,10 @@ from apitest import make_settings
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from facetrace.api.app import create_app
 from facetrace.cli.main import app as cli
 from facetrace.cli.main import run
 from facetrace.errors import ConflictError
+from facetrace.server import create_app
 
 
 def test_user_commands(database_url: str, tmp_path: Path) -> None:

@@ -11,9 +11,9 @@ import pytest
 from apitest import Api, add_users, face_images, make_settings, make_zip, wait_job
 from fastapi.testclient import TestClient
 
-from facetrace.api import jobs as job_module
-from facetrace.api.app import create_app
+from facetrace.server import create_app
 from facetrace.store.jobs import Job, create_job
+from facetrace.usecases import jobs as job_module
 
 P = "/api/v1"
 

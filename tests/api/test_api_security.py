@@ -12,8 +12,8 @@ import pytest
 from apitest import Api, face_images, upload
 from fastapi.testclient import TestClient
 
-from facetrace.api.ratelimit import TokenBuckets
-from facetrace.api.security import HSTS, PAGE_CSP, RESOURCE_CSP
+from facetrace.http.security import HSTS, PAGE_CSP, RESOURCE_CSP
+from facetrace.usecases.ratelimit import TokenBuckets
 
 P = "/api/v1"
 WHY = {"case_reference": "CASE-RL-1", "purpose": "rate limit test"}

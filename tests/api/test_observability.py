@@ -139,7 +139,7 @@ def test_request_id_in_json_log_lines_and_audit_events(module_api: Api) -> None:
 
 def test_job_log_lines_carry_the_job_id(module_api: Api) -> None:
     api = module_api
-    with json_log("facetrace.api.jobs") as stream:
+    with json_log("facetrace.usecases.jobs") as stream:
         job = api.client.post(f"{P}/jobs/reindex", headers=api.as_("admin")).json()
         assert wait_job(api, job["id"], api.as_("admin"))["state"] == "done"
         deadline = time.monotonic() + 10  # the job's last line is written just after its row

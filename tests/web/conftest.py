@@ -24,8 +24,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from webtest import PASSWORD, USERS, Inbox, free_port, serve
 
-from facetrace.api.app import create_app
 from facetrace.config import get_settings
+from facetrace.server import create_app
 from facetrace.store.accounts import create_user
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -16,10 +16,10 @@ from fastapi.routing import iter_route_contexts
 from fastapi.testclient import TestClient
 from webtest import PASSWORD, browser_login, client_login, free_port
 
-from facetrace.api.deps import SESSION_COOKIE
-from facetrace.api.ratelimit import TokenBuckets
+from facetrace.http.deps import SESSION_COOKIE
 from facetrace.store.audit import list_events
 from facetrace.store.workflow_models import Report
+from facetrace.usecases.ratelimit import TokenBuckets
 
 ME = "/api/v1/auth/me"
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}

@@ -10,8 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 from wftest import Inbox, face_images
 
-from facetrace.api.app import create_app
 from facetrace.config import Settings
+from facetrace.server import create_app
 from facetrace.store.accounts import User, create_token
 
 P = "/api/v1"

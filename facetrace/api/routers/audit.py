@@ -5,19 +5,20 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 
-from facetrace.api.deps import Actor, get_service, record_event, require_roles
 from facetrace.api.schemas import AuditPage, ChainCheck
-from facetrace.api.service import Service
+from facetrace.http.deps import ServiceDep
+from facetrace.http.roles import Auditor
 from facetrace.store.audit import list_events, verify_chain
+from facetrace.usecases.actors import record_event
 
 router = APIRouter(prefix="/audit", tags=["audit"])
-auditor = require_roles("auditor")
 
 
 @router.get("", response_model=AuditPage)
 def events(
+    *,
     offset: int = Query(0, ge=0),
     limit: int = Query(100, ge=1, le=1000),
     actor: str | None = Query(None, max_length=200, description="User name (cli:NAME for the command line)."),
@@ -27,8 +28,8 @@ def events(
     since: datetime | None = Query(None, description="ISO time, inclusive."),
     until: datetime | None = Query(None, description="ISO time, exclusive."),
     oldest_first: bool = Query(False),
-    who: Actor = Depends(auditor),
-    service: Service = Depends(get_service),
+    who: Auditor,
+    service: ServiceDep,
 ) -> Any:
     """Page through audit events (newest first unless ``oldest_first``), filtered."""
     filters = {"actor": actor, "action": action, "record": record, "outcome": outcome}
@@ -48,7 +49,7 @@ def events(
 
 
 @router.get("/verify", response_model=ChainCheck)
-def verify(who: Actor = Depends(auditor), service: Service = Depends(get_service)) -> Any:
+def verify(who: Auditor, service: ServiceDep) -> Any:
     """Check the hash chain: ``intact`` is false and ``problems`` says which events when an event
     was edited or deleted."""
     with service.db.sessions() as session:

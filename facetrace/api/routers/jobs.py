@@ -6,18 +6,19 @@ import secrets
 import shutil
 from typing import Any
 
-from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 
-from facetrace.api.deps import Actor, client_address, get_service, record_event, require_roles
-from facetrace.api.errors import UnsupportedMediaType
-from facetrace.api.jobs import extract_archive, import_items
 from facetrace.api.schemas import JobPage, JobView
-from facetrace.api.service import Service
 from facetrace.errors import NotFoundError
+from facetrace.http.deps import ServiceDep, client_address
+from facetrace.http.roles import Admin, Intake, IntakeOrAdmin
 from facetrace.store.jobs import JOB_STATES, Job, list_jobs
+from facetrace.usecases.actors import Actor, record_event
+from facetrace.usecases.errors import UnsupportedMediaType
+from facetrace.usecases.jobs import extract_archive, import_items
+from facetrace.usecases.service import Service
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
-job_users = require_roles("intake", "admin")
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 
 
@@ -33,13 +34,14 @@ def _own_job(service: Service, actor: Actor, job_id: int) -> Job:
 @router.post("/import", status_code=202, response_model=JobView)
 def import_archive(
     request: Request,
+    *,
     archive: UploadFile = File(
         description="A zip archive: manifest.csv with the photos it names, or IDENTITY/IMAGE folders."
     ),
     source: str | None = Form(None, max_length=300, description="Provenance, for an archive of folders."),
     legal_basis: str | None = Form(None, max_length=300, description="Legal basis, for an archive of folders."),
-    actor: Actor = Depends(require_roles("intake")),
-    service: Service = Depends(get_service),
+    actor: Intake,
+    service: ServiceDep,
 ) -> Any:
     """Start a bulk import job. The archive is checked and unpacked now (422 when it is unusable);
     enrollment runs in the background: poll ``GET /jobs/ID`` for progress and per-file errors."""
@@ -73,9 +75,7 @@ def import_archive(
 
 
 @router.post("/reindex", status_code=202, response_model=JobView)
-def reindex(
-    request: Request, actor: Actor = Depends(require_roles("admin")), service: Service = Depends(get_service)
-) -> Any:
+def reindex(request: Request, actor: Admin, service: ServiceDep) -> Any:
     """Start a job that rebuilds the vector index from the database."""
     job = service.jobs.submit("reindex", created_by=actor.name, params={"client": client_address(request)})
     record_event(service, actor, "job.reindex", records=[f"job:{job.id}"])
@@ -84,12 +84,13 @@ def reindex(
 
 @router.get("", response_model=JobPage)
 def jobs(
+    *,
     kind: str | None = Query(None, max_length=40),
     state: str | None = Query(None, pattern="^(" + "|".join(JOB_STATES) + ")$"),
     offset: int = Query(0, ge=0),
     limit: int = Query(50, ge=1, le=500),
-    actor: Actor = Depends(job_users),
-    service: Service = Depends(get_service),
+    actor: IntakeOrAdmin,
+    service: ServiceDep,
 ) -> Any:
     """List jobs, newest first: the caller's own (an admin sees every job)."""
     owner = None if actor.user.has_role("admin") else actor.name
@@ -99,13 +100,13 @@ def jobs(
 
 
 @router.get("/{job_id}", response_model=JobView)
-def job(job_id: int, actor: Actor = Depends(job_users), service: Service = Depends(get_service)) -> Any:
+def job(job_id: int, actor: IntakeOrAdmin, service: ServiceDep) -> Any:
     """Show a job: state, progress (done of total), error count and the per-file errors."""
     return _own_job(service, actor, job_id).as_dict()
 
 
 @router.post("/{job_id}/cancel", response_model=JobView)
-def cancel(job_id: int, actor: Actor = Depends(job_users), service: Service = Depends(get_service)) -> Any:
+def cancel(job_id: int, actor: IntakeOrAdmin, service: ServiceDep) -> Any:
     """Cancel a queued or running job (work already committed stays; the job can be resumed)."""
     _own_job(service, actor, job_id)
     job = service.jobs.cancel(job_id)
@@ -114,7 +115,7 @@ def cancel(job_id: int, actor: Actor = Depends(job_users), service: Service = De
 
 
 @router.post("/{job_id}/resume", status_code=202, response_model=JobView)
-def resume(job_id: int, actor: Actor = Depends(job_users), service: Service = Depends(get_service)) -> Any:
+def resume(job_id: int, actor: IntakeOrAdmin, service: ServiceDep) -> Any:
     """Run a failed (e.g. interrupted by a restart) or cancelled job again; what was already done is skipped."""
     _own_job(service, actor, job_id)
     job = service.jobs.resume(job_id)

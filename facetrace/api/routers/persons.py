@@ -10,25 +10,28 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
+from fastapi import APIRouter, File, Form, Query, UploadFile
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from facetrace.api.deps import Actor, audited, get_service, read_image_upload, require_roles
-from facetrace.api.errors import InvalidRequest
+from facetrace.api.gallery import server_gallery
 from facetrace.api.schemas import EnrollResult, Page, PersonDetail, PersonErasure, PersonListItem, file_response
-from facetrace.api.service import Service
 from facetrace.errors import ConflictError, NoFaceError, NotFoundError
 from facetrace.gallery.service import EnrollOutcome
 from facetrace.gallery.sources import EnrollItem
+from facetrace.http.deps import ServiceDep, read_image_upload
+from facetrace.http.roles import GalleryReader, Intake
+from facetrace.store.media import sha256_bytes
 from facetrace.store.models import Image, Person
+from facetrace.usecases.actors import audited
+from facetrace.usecases.errors import InvalidRequest
+from facetrace.usecases.service import Service
 from facetrace.workflow.erasure import Eraser
 
 router = APIRouter(prefix="/persons", tags=["persons"])
-readers = require_roles("intake", "examiner", "reviewer")
-intake = require_roles("intake")
 MAX_IMAGES_PER_REQUEST = 20
 MEDIA_TYPES = {".jpg": "image/jpeg", ".png": "image/png", ".webp": "image/webp", ".bmp": "image/bmp"}
 MEDIA_TYPES.update({".tif": "image/tiff", ".gif": "image/gif", ".jpeg": "image/jpeg", ".tiff": "image/tiff"})
@@ -89,8 +92,6 @@ def _enroll_uploads(service: Service, item: EnrollItem, uploads: list[UploadFile
         FacetraceError: too many files, or an upload that is too large, empty or not an image.
         NoFaceError: no image could be enrolled (nothing is stored then).
     """
-    from facetrace.store.media import sha256_bytes
-
     if not uploads:
         raise InvalidRequest("send at least one image")
     if len(uploads) > MAX_IMAGES_PER_REQUEST:
@@ -103,7 +104,7 @@ def _enroll_uploads(service: Service, item: EnrollItem, uploads: list[UploadFile
             path.parent.mkdir()
             path.write_bytes(data)
             item.images.append(path)
-        outcome = service.gallery.enroll_uploads([item])
+        outcome = server_gallery(service).enroll_uploads([item])
     for error in outcome.errors:
         error["file"] = Path(error["file"]).name
     if outcome.images_enrolled == 0 and outcome.images_skipped == 0:
@@ -114,13 +115,14 @@ def _enroll_uploads(service: Service, item: EnrollItem, uploads: list[UploadFile
 
 @router.get("", response_model=Page[PersonListItem])
 def list_persons(
+    *,
     offset: int = Query(0, ge=0),
     limit: int = Query(50, ge=1, le=500),
     q: str | None = Query(None, max_length=200, description="Part of the name or external id."),
     source: str | None = Query(None, max_length=300),
     legal_basis: str | None = Query(None, max_length=300),
-    actor: Actor = Depends(readers),
-    service: Service = Depends(get_service),
+    actor: GalleryReader,
+    service: ServiceDep,
 ) -> Any:
     """List persons by external id, a page at a time; ``next_offset`` is null on the last page."""
     with audited(service, actor, "person.list", query=q, source=source, legal_basis=legal_basis) as note:
@@ -140,6 +142,7 @@ def list_persons(
 
 @router.post("", status_code=201, response_model=EnrollResult)
 def create_person(
+    *,
     external_id: str = Form(min_length=1, max_length=200),
     name: str = Form(min_length=1, max_length=300),
     source: str = Form(min_length=1, max_length=300, description="Provenance: where the photos come from."),
@@ -148,8 +151,8 @@ def create_person(
     metadata: str | None = Form(None, description="A JSON object of further facts."),
     retain_until: str | None = Form(None, description="ISO date or date-time after which the person is erased."),
     images: list[UploadFile] = File(description="Reference photos (largest face of each is enrolled)."),
-    actor: Actor = Depends(intake),
-    service: Service = Depends(get_service),
+    actor: Intake,
+    service: ServiceDep,
 ) -> Any:
     """Create a person with reference photos (multipart). The person and their first image are
     committed together: nobody ever sees a person without a face. 409 if the id exists."""
@@ -181,7 +184,7 @@ def create_person(
 
 
 @router.get("/{external_id}", response_model=PersonDetail)
-def show_person(external_id: str, actor: Actor = Depends(readers), service: Service = Depends(get_service)) -> Any:
+def show_person(external_id: str, actor: GalleryReader, service: ServiceDep) -> Any:
     """Show one person with their images and faces."""
     with audited(service, actor, "person.view", external_id=external_id) as note:
         person = service.gallery.get_person(external_id)
@@ -192,9 +195,10 @@ def show_person(external_id: str, actor: Actor = Depends(readers), service: Serv
 @router.post("/{external_id}/images", status_code=201, response_model=EnrollResult)
 def add_images(
     external_id: str,
+    *,
     images: list[UploadFile] = File(description="More reference photos."),
-    actor: Actor = Depends(intake),
-    service: Service = Depends(get_service),
+    actor: Intake,
+    service: ServiceDep,
 ) -> Any:
     """Add reference photos to an existing person (already enrolled photos are skipped)."""
     with audited(service, actor, "person.enroll", external_id=external_id) as note:
@@ -213,9 +217,7 @@ def add_images(
 
 
 @router.patch("/{external_id}", response_model=PersonDetail)
-def update_person(
-    external_id: str, body: PersonUpdate, actor: Actor = Depends(intake), service: Service = Depends(get_service)
-) -> Any:
+def update_person(external_id: str, body: PersonUpdate, actor: Intake, service: ServiceDep) -> Any:
     """Change a person's name, metadata, provenance or collection date."""
     changed = sorted(body.model_dump(exclude_unset=True))
     with (
@@ -237,7 +239,7 @@ def update_person(
 
 
 @router.delete("/{external_id}", response_model=PersonErasure)
-def erase_person(external_id: str, actor: Actor = Depends(intake), service: Service = Depends(get_service)) -> Any:
+def erase_person(external_id: str, actor: Intake, service: ServiceDep) -> Any:
     """Erase a person: database rows, index entries, media files, and mentions in stored job results
     (as ``facetrace person delete``; one audit event). 409 ``erasure_blocked`` while the report that owns
     the person has a lead under review or a pending notification: erase the report instead, or force it
@@ -252,9 +254,7 @@ def erase_person(external_id: str, actor: Actor = Depends(intake), service: Serv
     response_class=Response,
     responses=file_response([*sorted(set(MEDIA_TYPES.values())), "application/octet-stream"], "The stored photo."),
 )
-def export_image(
-    external_id: str, image_id: int, actor: Actor = Depends(readers), service: Service = Depends(get_service)
-) -> Response:
+def export_image(external_id: str, image_id: int, actor: GalleryReader, service: ServiceDep) -> Response:
     """Download one stored reference photo (the original file, decrypted when stored encrypted)."""
     with audited(service, actor, "image.export", external_id=external_id) as note:
         with service.db.sessions() as session:
@@ -281,8 +281,6 @@ def export_image(
 
 def _attachment(filename: str) -> str:
     """Return a Content-Disposition header for ``filename`` (as Starlette's FileResponse writes it)."""
-    from urllib.parse import quote
-
     quoted = quote(filename)
     if quoted != filename:
         return f"attachment; filename*=utf-8''{quoted}"

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from facetrace import __version__
-from facetrace.api.deps import get_service
 from facetrace.api.errors import error_body
 from facetrace.api.readiness import readiness
 from facetrace.api.schemas import Health, NotReady, Readiness
-from facetrace.api.service import Service
+from facetrace.http.deps import ServiceDep
 
 router = APIRouter(tags=["system"])
 
@@ -28,7 +27,7 @@ def health() -> dict[str, Any]:
     response_model=Readiness,
     responses={503: {"model": NotReady, "description": "Not ready: `error.checks` says which checks failed."}},
 )
-def ready(service: Service = Depends(get_service)) -> Any:
+def ready(service: ServiceDep) -> Any:
     """Whether the server can serve now (no authentication; meant to be polled): the database answers
     at the newest schema revision, the index is loaded and in line with the database, the image
     analysis workers are usable, jobs are accepted and the data home has free disk space.

@@ -10,11 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, File, Query, UploadFile
+from fastapi import APIRouter, File, Query, UploadFile
 from pydantic import BaseModel, Field
 
-from facetrace.api.deps import Actor, get_service, read_image_upload, require_roles
-from facetrace.api.errors import InvalidRequest
 from facetrace.api.schemas import (
     CaseDetail,
     CaseMatching,
@@ -47,48 +45,28 @@ from facetrace.api.schemas import (
     ReviewResult,
     WithdrawResult,
 )
-from facetrace.api.service import Service
-from facetrace.workflow import PhotoInput, Workflow
-from facetrace.workflow.common import (
-    APPROVE_ROLES,
-    ERASE_ROLES,
-    MATCH_ROLES,
-    MERGE_ROLES,
-    READ_ROLES,
-    RECORD_ROLES,
-    REVIEW_ROLES,
-    SEND_ROLES,
-    WITHDRAW_ROLES,
+from facetrace.http.deps import ServiceDep, uploaded
+from facetrace.http.roles import (
+    Approver,
+    Matcher,
+    Merger,
+    Reader,
+    Recorder,
+    RecordEraser,
+    Reviewer,
+    Sender,
+    Withdrawer,
 )
+from facetrace.usecases.records import CASE, REPORT, read_photos, workflow_for
+from facetrace.usecases.service import Service
+from facetrace.workflow import PhotoInput
 
 router = APIRouter(tags=["workflow"])
-readers = require_roles(*READ_ROLES)
-recorders = require_roles(*RECORD_ROLES)
-matchers = require_roles(*MATCH_ROLES)
-reviewers = require_roles(*REVIEW_ROLES)
-mergers = require_roles(*MERGE_ROLES)
-withdrawers = require_roles(*WITHDRAW_ROLES)
-approvers = require_roles(*APPROVE_ROLES)
-senders = require_roles(*SEND_ROLES)
-erasers = require_roles(*ERASE_ROLES)
-MAX_PHOTOS_PER_REQUEST = 20
 MAX_TEXT = 20_000
 
 
-def _wf(service: Service, actor: Actor) -> Workflow:
-    return Workflow(service.gallery, source=actor.source)
-
-
 def _photos(service: Service, uploads: list[UploadFile]) -> list[PhotoInput]:
-    if not uploads:
-        raise InvalidRequest("send at least one photo")
-    if len(uploads) > MAX_PHOTOS_PER_REQUEST:
-        raise InvalidRequest(f"at most {MAX_PHOTOS_PER_REQUEST} photos per request")
-    out = []
-    for upload in uploads:
-        data, name = read_image_upload(upload, service.settings.max_upload_bytes)
-        out.append(PhotoInput(name, data))
-    return out
+    return read_photos(service, [uploaded(u) for u in uploads])
 
 
 def _page(rows: list[dict[str, Any]], offset: int, limit: int) -> dict[str, Any]:
@@ -220,301 +198,280 @@ class ResolveIn(BaseModel):
 # -- reports ----------------------------------------------------------------------------------------
 @router.get("/reports", response_model=Page[ReportView])
 def list_reports(
+    *,
     status: str | None = Query(None),
     q: str | None = Query(None, max_length=200),
     offset: int = Query(0, ge=0),
     limit: int = Query(50, ge=1, le=500),
-    actor: Actor = Depends(readers),
-    service: Service = Depends(get_service),
+    actor: Reader,
+    service: ServiceDep,
 ) -> Any:
     """List missing-person reports, newest first."""
-    rows = _wf(service, actor).list_reports(actor.user, status=status, query=q, offset=offset, limit=limit + 1)
+    rows = REPORT.list_records(
+        workflow_for(service, actor), actor, status=status, query=q, offset=offset, limit=limit + 1
+    )
     return _page(rows, offset, limit)
 
 
 @router.post("/reports", status_code=201, response_model=ReportCreated)
-def create_report(body: ReportIn, actor: Actor = Depends(recorders), service: Service = Depends(get_service)) -> Any:
+def create_report(body: ReportIn, actor: Recorder, service: ServiceDep) -> Any:
     """Register a report with its provenance and contacts; add photos with POST /reports/REF/photos."""
     data = body.model_dump()
     data["contacts"] = [c.model_dump() for c in body.contacts]
-    return _wf(service, actor).create_report(actor.user, **data)
+    return REPORT.create(workflow_for(service, actor), actor, **data)
 
 
 @router.get("/reports/{reference}", response_model=ReportDetail)
-def show_report(reference: str, actor: Actor = Depends(readers), service: Service = Depends(get_service)) -> Any:
+def show_report(reference: str, actor: Reader, service: ServiceDep) -> Any:
     """Show a report with its contacts, photos, leads, duplicate flags and identifications."""
-    return _wf(service, actor).get_report(actor.user, reference)
+    return REPORT.show(workflow_for(service, actor), actor, reference)
 
 
 @router.patch("/reports/{reference}", response_model=ReportUpdated)
-def update_report(
-    reference: str, body: ReportUpdate, actor: Actor = Depends(recorders), service: Service = Depends(get_service)
-) -> Any:
+def update_report(reference: str, body: ReportUpdate, actor: Recorder, service: ServiceDep) -> Any:
     """Change a report's fields (only those sent), then match it again."""
-    return _wf(service, actor).update_report(actor.user, reference, **body.model_dump(exclude_unset=True))
+    return REPORT.update(workflow_for(service, actor), actor, reference, **body.model_dump(exclude_unset=True))
 
 
 @router.post("/reports/{reference}/erase", response_model=Erasure)
-def erase_report(
-    reference: str, body: EraseIn, actor: Actor = Depends(erasers), service: Service = Depends(get_service)
-) -> Any:
+def erase_report(reference: str, body: EraseIn, actor: RecordEraser, service: ServiceDep) -> Any:
     """Erase a report end to end (merged reports, photos, templates, contacts, leads, identifications,
     notifications); 409 ``erasure_blocked`` while work is in progress on it, unless ``force``."""
-    return _wf(service, actor).erase_report(actor.user, reference, reason=body.reason, force=body.force)
+    return REPORT.erase(workflow_for(service, actor), actor, reference, reason=body.reason, force=body.force)
 
 
 @router.post("/reports/{reference}/photos", status_code=201, response_model=ReportPhotosAdded)
 def add_report_photos(
     reference: str,
+    *,
     photos: list[UploadFile] = File(description="Reference photos (the largest face of each is enrolled)."),
-    actor: Actor = Depends(recorders),
-    service: Service = Depends(get_service),
+    actor: Recorder,
+    service: ServiceDep,
 ) -> Any:
     """Enroll reference photos of a report, then match it against the open cases."""
-    return _wf(service, actor).add_report_photos(actor.user, reference, _photos(service, photos))
+    return REPORT.add_photos(workflow_for(service, actor), actor, reference, _photos(service, photos))
 
 
 @router.post("/reports/{reference}/contacts", status_code=201, response_model=ContactView)
-def add_contact(
-    reference: str, body: ContactIn, actor: Actor = Depends(recorders), service: Service = Depends(get_service)
-) -> Any:
+def add_contact(reference: str, body: ContactIn, actor: Recorder, service: ServiceDep) -> Any:
     """Register a family contact on a report: the only possible recipients of notifications."""
-    return _wf(service, actor).add_contact(actor.user, reference, **body.model_dump())
+    return workflow_for(service, actor).add_contact(actor.user, reference, **body.model_dump())
 
 
 @router.patch("/contacts/{contact_id}", response_model=ContactView)
-def update_contact(
-    contact_id: int, body: ContactUpdate, actor: Actor = Depends(recorders), service: Service = Depends(get_service)
-) -> Any:
+def update_contact(contact_id: int, body: ContactUpdate, actor: Recorder, service: ServiceDep) -> Any:
     """Correct a contact's details (only the fields sent)."""
-    return _wf(service, actor).update_contact(actor.user, contact_id, **body.model_dump(exclude_unset=True))
+    return workflow_for(service, actor).update_contact(actor.user, contact_id, **body.model_dump(exclude_unset=True))
 
 
 @router.post("/reports/{reference}/match", response_model=ReportMatching)
-def match_report(reference: str, actor: Actor = Depends(matchers), service: Service = Depends(get_service)) -> Any:
+def match_report(reference: str, actor: Matcher, service: ServiceDep) -> Any:
     """Search a report against the open cases (and other reports) again; idempotent."""
-    return _wf(service, actor).match_report(actor.user, reference)
+    return REPORT.match(workflow_for(service, actor), actor, reference)
 
 
 @router.post("/reports/{reference}/merge", response_model=MergeResult)
-def merge_report(
-    reference: str, body: MergeIn, actor: Actor = Depends(mergers), service: Service = Depends(get_service)
-) -> Any:
+def merge_report(reference: str, body: MergeIn, actor: Merger, service: ServiceDep) -> Any:
     """Merge this report into another (the same person reported twice); both histories stay."""
-    return _wf(service, actor).merge_reports(actor.user, reference, body.into, rationale=body.rationale)
+    return workflow_for(service, actor).merge_reports(actor.user, reference, body.into, rationale=body.rationale)
 
 
 @router.get("/duplicates", response_model=Items[DuplicateListItem])
 def list_duplicates(
+    *,
     status: str | None = Query("open", description="open, merged or dismissed; empty for all."),
-    actor: Actor = Depends(readers),
-    service: Service = Depends(get_service),
+    actor: Reader,
+    service: ServiceDep,
 ) -> Any:
     """List possible duplicate reports."""
-    return {"items": _wf(service, actor).list_duplicates(actor.user, status=status or None)}
+    return {"items": workflow_for(service, actor).list_duplicates(actor.user, status=status or None)}
 
 
 @router.post("/duplicates/{flag_id}/dismiss", response_model=DuplicateView)
-def dismiss_duplicate(
-    flag_id: int, body: RationaleIn, actor: Actor = Depends(mergers), service: Service = Depends(get_service)
-) -> Any:
+def dismiss_duplicate(flag_id: int, body: RationaleIn, actor: Merger, service: ServiceDep) -> Any:
     """Record that two flagged reports are different people."""
-    return _wf(service, actor).dismiss_duplicate(actor.user, flag_id, rationale=body.rationale)
+    return workflow_for(service, actor).dismiss_duplicate(actor.user, flag_id, rationale=body.rationale)
 
 
 # -- cases ------------------------------------------------------------------------------------------
 @router.get("/cases", response_model=Page[CaseView])
 def list_cases(
+    *,
     status: str | None = Query(None),
     offset: int = Query(0, ge=0),
     limit: int = Query(50, ge=1, le=500),
-    actor: Actor = Depends(readers),
-    service: Service = Depends(get_service),
+    actor: Reader,
+    service: ServiceDep,
 ) -> Any:
     """List cases, newest first."""
-    rows = _wf(service, actor).list_cases(actor.user, status=status, offset=offset, limit=limit + 1)
+    rows = CASE.list_records(
+        workflow_for(service, actor), actor, status=status, query=None, offset=offset, limit=limit + 1
+    )
     return _page(rows, offset, limit)
 
 
 @router.post("/cases", status_code=201, response_model=CasePhotosAdded)
-def create_case(body: CaseIn, actor: Actor = Depends(recorders), service: Service = Depends(get_service)) -> Any:
+def create_case(body: CaseIn, actor: Recorder, service: ServiceDep) -> Any:
     """Open a case; add its photos with POST /cases/REF/photos (each addition searches it again)."""
-    return _wf(service, actor).create_case(actor.user, **body.model_dump())
+    return CASE.create(workflow_for(service, actor), actor, **body.model_dump())
 
 
 @router.get("/cases/{reference}", response_model=CaseDetail)
-def show_case(reference: str, actor: Actor = Depends(readers), service: Service = Depends(get_service)) -> Any:
+def show_case(reference: str, actor: Reader, service: ServiceDep) -> Any:
     """Show a case with its photos, leads and identifications."""
-    return _wf(service, actor).get_case(actor.user, reference)
+    return CASE.show(workflow_for(service, actor), actor, reference)
 
 
 @router.patch("/cases/{reference}", response_model=CaseUpdated)
-def update_case(
-    reference: str, body: CaseUpdate, actor: Actor = Depends(recorders), service: Service = Depends(get_service)
-) -> Any:
+def update_case(reference: str, body: CaseUpdate, actor: Recorder, service: ServiceDep) -> Any:
     """Change a case's fields (only those sent); an open case is searched again."""
-    return _wf(service, actor).update_case(actor.user, reference, **body.model_dump(exclude_unset=True))
+    return CASE.update(workflow_for(service, actor), actor, reference, **body.model_dump(exclude_unset=True))
 
 
 @router.post("/cases/{reference}/erase", response_model=Erasure)
-def erase_case(
-    reference: str, body: EraseIn, actor: Actor = Depends(erasers), service: Service = Depends(get_service)
-) -> Any:
+def erase_case(reference: str, body: EraseIn, actor: RecordEraser, service: ServiceDep) -> Any:
     """Erase a case end to end (photos, templates, leads, identifications, notifications); 409
     ``erasure_blocked`` while work is in progress on it, unless ``force``."""
-    return _wf(service, actor).erase_case(actor.user, reference, reason=body.reason, force=body.force)
+    return CASE.erase(workflow_for(service, actor), actor, reference, reason=body.reason, force=body.force)
 
 
 @router.post("/cases/{reference}/photos", status_code=201, response_model=CasePhotosAdded)
 def add_case_photos(
     reference: str,
+    *,
     photos: list[UploadFile] = File(description="Photos of the person (the largest face of each is used)."),
-    actor: Actor = Depends(recorders),
-    service: Service = Depends(get_service),
+    actor: Recorder,
+    service: ServiceDep,
 ) -> Any:
     """Add photos to a case (all checked first: one without a face stores nothing), then search it."""
-    return _wf(service, actor).add_case_photos(actor.user, reference, _photos(service, photos))
+    return CASE.add_photos(workflow_for(service, actor), actor, reference, _photos(service, photos))
 
 
 @router.post("/cases/{reference}/match", response_model=CaseMatching)
-def match_case(reference: str, actor: Actor = Depends(matchers), service: Service = Depends(get_service)) -> Any:
+def match_case(reference: str, actor: Matcher, service: ServiceDep) -> Any:
     """Search a case against all reports again; idempotent."""
-    return _wf(service, actor).match_case(actor.user, reference)
+    return CASE.match(workflow_for(service, actor), actor, reference)
 
 
 # -- leads ------------------------------------------------------------------------------------------
 @router.get("/leads", response_model=Page[LeadListItem])
 def list_leads(
+    *,
     status: str | None = Query(None),
     case: str | None = Query(None, max_length=64),
     report: str | None = Query(None, max_length=64),
     offset: int = Query(0, ge=0),
     limit: int = Query(50, ge=1, le=500),
-    actor: Actor = Depends(readers),
-    service: Service = Depends(get_service),
+    actor: Reader,
+    service: ServiceDep,
 ) -> Any:
     """The review queue: leads, best score first."""
-    rows = _wf(service, actor).list_leads(
+    rows = workflow_for(service, actor).list_leads(
         actor.user, status=status, case=case, report=report, offset=offset, limit=limit + 1
     )
     return _page(rows, offset, limit)
 
 
 @router.post("/leads/rematch", response_model=RematchResult)
-def rematch(actor: Actor = Depends(matchers), service: Service = Depends(get_service)) -> Any:
+def rematch(actor: Matcher, service: ServiceDep) -> Any:
     """Search every open case and every report again (after a recalibration or bulk import)."""
-    return _wf(service, actor).match_all(actor.user)
+    return workflow_for(service, actor).match_all(actor.user)
 
 
 @router.get("/leads/{lead_id}", response_model=LeadDetail)
-def show_lead(lead_id: int, actor: Actor = Depends(readers), service: Service = Depends(get_service)) -> Any:
+def show_lead(lead_id: int, actor: Reader, service: ServiceDep) -> Any:
     """Show a lead with its case, report, reviews, evidence and identification."""
-    return _wf(service, actor).get_lead(actor.user, lead_id)
+    return workflow_for(service, actor).get_lead(actor.user, lead_id)
 
 
 @router.post("/leads/{lead_id}/reviews", status_code=201, response_model=ReviewResult)
-def review_lead(
-    lead_id: int, body: ReviewIn, actor: Actor = Depends(reviewers), service: Service = Depends(get_service)
-) -> Any:
+def review_lead(lead_id: int, body: ReviewIn, actor: Reviewer, service: ServiceDep) -> Any:
     """Review a lead. A reviewer's confirmation after a different user's establishes the identification."""
-    return _wf(service, actor).review_lead(actor.user, lead_id, decision=body.decision, rationale=body.rationale)
+    return workflow_for(service, actor).review_lead(
+        actor.user, lead_id, decision=body.decision, rationale=body.rationale
+    )
 
 
 @router.post("/leads/{lead_id}/evidence", status_code=201, response_model=EvidenceView)
-def add_evidence(
-    lead_id: int, body: EvidenceIn, actor: Actor = Depends(reviewers), service: Service = Depends(get_service)
-) -> Any:
+def add_evidence(lead_id: int, body: EvidenceIn, actor: Reviewer, service: ServiceDep) -> Any:
     """Record corroborating evidence on a lead."""
-    return _wf(service, actor).add_evidence(actor.user, lead_id, **body.model_dump())
+    return workflow_for(service, actor).add_evidence(actor.user, lead_id, **body.model_dump())
 
 
 # -- identifications --------------------------------------------------------------------------------
 @router.get("/identifications", response_model=Items[IdentificationListItem])
-def list_identifications(
-    status: str | None = Query(None), actor: Actor = Depends(readers), service: Service = Depends(get_service)
-) -> Any:
+def list_identifications(*, status: str | None = Query(None), actor: Reader, service: ServiceDep) -> Any:
     """List identifications, newest first."""
-    return {"items": _wf(service, actor).list_identifications(actor.user, status=status)}
+    return {"items": workflow_for(service, actor).list_identifications(actor.user, status=status)}
 
 
 @router.get("/identifications/{identification_id}", response_model=IdentificationDetail)
-def show_identification(
-    identification_id: int, actor: Actor = Depends(readers), service: Service = Depends(get_service)
-) -> Any:
+def show_identification(identification_id: int, actor: Reader, service: ServiceDep) -> Any:
     """Show an identification with its reviews, evidence and notifications."""
-    return _wf(service, actor).get_identification(actor.user, identification_id)
+    return workflow_for(service, actor).get_identification(actor.user, identification_id)
 
 
 @router.post("/identifications/{identification_id}/withdraw", response_model=WithdrawResult)
-def withdraw_identification(
-    identification_id: int, body: ReasonIn, actor: Actor = Depends(withdrawers), service: Service = Depends(get_service)
-) -> Any:
+def withdraw_identification(identification_id: int, body: ReasonIn, actor: Withdrawer, service: ServiceDep) -> Any:
     """Withdraw an identification: unsent notifications are cancelled, corrections drafted."""
-    return _wf(service, actor).withdraw_identification(actor.user, identification_id, reason=body.reason)
+    return workflow_for(service, actor).withdraw_identification(actor.user, identification_id, reason=body.reason)
 
 
 @router.post("/identifications/{identification_id}/notifications", status_code=201, response_model=NotificationView)
-def draft_notification(
-    identification_id: int, body: DraftIn, actor: Actor = Depends(reviewers), service: Service = Depends(get_service)
-) -> Any:
+def draft_notification(identification_id: int, body: DraftIn, actor: Reviewer, service: ServiceDep) -> Any:
     """Draft a notification to one registered contact of the identified report."""
-    return _wf(service, actor).draft_notification(actor.user, identification_id, body.contact_id)
+    return workflow_for(service, actor).draft_notification(actor.user, identification_id, body.contact_id)
 
 
 # -- notifications ----------------------------------------------------------------------------------
 @router.get("/notifications", response_model=Page[NotificationSummary])
 def list_notifications(
+    *,
     status: str | None = Query(None),
     identification_id: int | None = Query(None),
     offset: int = Query(0, ge=0),
     limit: int = Query(50, ge=1, le=500),
-    actor: Actor = Depends(readers),
-    service: Service = Depends(get_service),
+    actor: Reader,
+    service: ServiceDep,
 ) -> Any:
     """List notifications, newest first (without their text)."""
-    rows = _wf(service, actor).list_notifications(
+    rows = workflow_for(service, actor).list_notifications(
         actor.user, status=status, identification_id=identification_id, offset=offset, limit=limit + 1
     )
     return _page(rows, offset, limit)
 
 
 @router.post("/notifications/send", response_model=OutboxRun)
-def send_notifications(body: SendIn, actor: Actor = Depends(senders), service: Service = Depends(get_service)) -> Any:
+def send_notifications(body: SendIn, actor: Sender, service: ServiceDep) -> Any:
     """Run the outbox: send approved notifications by SMTP, each at most once."""
-    return _wf(service, actor).send_notifications(
+    return workflow_for(service, actor).send_notifications(
         actor.user, notification_ids=body.notification_ids, stale_after_s=body.stale_after_s
     )
 
 
 @router.get("/notifications/{notification_id}", response_model=NotificationDetail)
-def show_notification(
-    notification_id: int, actor: Actor = Depends(readers), service: Service = Depends(get_service)
-) -> Any:
+def show_notification(notification_id: int, actor: Reader, service: ServiceDep) -> Any:
     """Show a notification with its text and delivery attempts."""
-    return _wf(service, actor).get_notification(actor.user, notification_id)
+    return workflow_for(service, actor).get_notification(actor.user, notification_id)
 
 
 @router.post("/notifications/{notification_id}/approve", response_model=NotificationView)
-def approve_notification(
-    notification_id: int, body: ApproveIn, actor: Actor = Depends(approvers), service: Service = Depends(get_service)
-) -> Any:
+def approve_notification(notification_id: int, body: ApproveIn, actor: Approver, service: ServiceDep) -> Any:
     """Approve a draft (a reviewer other than the drafter); photos only if listed."""
-    return _wf(service, actor).approve_notification(actor.user, notification_id, include_images=body.include_images)
+    return workflow_for(service, actor).approve_notification(
+        actor.user, notification_id, include_images=body.include_images
+    )
 
 
 @router.post("/notifications/{notification_id}/cancel", response_model=NotificationView)
-def cancel_notification(
-    notification_id: int, body: ReasonIn, actor: Actor = Depends(approvers), service: Service = Depends(get_service)
-) -> Any:
+def cancel_notification(notification_id: int, body: ReasonIn, actor: Approver, service: ServiceDep) -> Any:
     """Cancel a notification not yet sent."""
-    return _wf(service, actor).cancel_notification(actor.user, notification_id, reason=body.reason)
+    return workflow_for(service, actor).cancel_notification(actor.user, notification_id, reason=body.reason)
 
 
 @router.post("/notifications/{notification_id}/resolve", response_model=NotificationView)
-def resolve_notification(
-    notification_id: int, body: ResolveIn, actor: Actor = Depends(senders), service: Service = Depends(get_service)
-) -> Any:
+def resolve_notification(notification_id: int, body: ResolveIn, actor: Sender, service: ServiceDep) -> Any:
     """Settle a notification whose delivery is unknown, failed or refused."""
-    return _wf(service, actor).resolve_notification(
+    return workflow_for(service, actor).resolve_notification(
         actor.user, notification_id, resolution=body.resolution, rationale=body.rationale
     )

@@ -18,14 +18,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from fastapi import Depends, Request
-
-from facetrace.api.deps import Actor, client_address, current_actor, get_service, record_event
-from facetrace.api.service import Service
 from facetrace.errors import FacetraceError
+from facetrace.usecases.actors import Actor, record_event
+from facetrace.usecases.service import Service
 
 MAX_BUCKETS = 10_000  # beyond this, full (idle) buckets are forgotten: many addresses must not fill memory
-_CREATE_LOCK = threading.Lock()
 
 
 class RateLimited(FacetraceError):
@@ -89,34 +86,19 @@ class TokenBuckets:
                 del self._buckets[key]
 
 
-def _buckets(request: Request) -> TokenBuckets:
-    """Return the application's search buckets (made on first use)."""
-    state = request.app.state
-    buckets: TokenBuckets | None = getattr(state, "search_buckets", None)
-    if buckets is None:
-        with _CREATE_LOCK:
-            buckets = getattr(state, "search_buckets", None)
-            if buckets is None:
-                buckets = state.search_buckets = TokenBuckets()
-    return buckets
-
-
-def search_rate_limit(
-    request: Request,
-    actor: Actor | None = Depends(current_actor),
-    service: Service = Depends(get_service),
+def charge_search(
+    service: Service, buckets: TokenBuckets, actor: Actor | None, *, source: str | None, method: str, path: str
 ) -> None:
-    """Dependency of the search endpoints: charge one search to the caller's bucket.
+    """Charge one search to the caller's bucket (the signed-in user's, else the client address's).
 
     Raises:
-        RateLimited: the bucket is empty (429 with Retry-After).
+        RateLimited: the bucket is empty; the first refusal of a run is audited (``search.rate_limited``).
     """
     settings = service.settings
     if settings.search_rate_per_minute <= 0:
         return  # switched off (FACETRACE_SEARCH_RATE_PER_MINUTE=0), e.g. for a load test
-    address = client_address(request)
-    key = f"user:{actor.user.id}" if actor is not None else f"addr:{address}"
-    admitted, wait, first = _buckets(request).take(key, settings.search_rate_per_minute, settings.search_rate_burst)
+    key = f"user:{actor.user.id}" if actor is not None else f"addr:{source}"
+    admitted, wait, first = buckets.take(key, settings.search_rate_per_minute, settings.search_rate_burst)
     if admitted:
         return
     retry_after = max(1, math.ceil(wait))
@@ -126,10 +108,10 @@ def search_rate_limit(
             actor,
             "search.rate_limited",
             outcome="denied",
-            source=address,
+            source=source,
             detail={
-                "method": request.method,
-                "path": request.url.path,
+                "method": method,
+                "path": path,
                 "per_minute": settings.search_rate_per_minute,
                 "burst": settings.search_rate_burst,
             },

@@ -22,14 +22,15 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from sqlalchemy import select
 
 from facetrace.errors import ConflictError, FacetraceError, ManifestError, NotFoundError, disk_full_error
+from facetrace.gallery import read_folder, read_manifest
 from facetrace.logs import job_id_var
 from facetrace.store.audit import append_event
 from facetrace.store.db import Database
 from facetrace.store.jobs import ACTIVE_STATES, MAX_STORED_ERRORS, Job, create_job, mark_interrupted
 from facetrace.store.models import Person, utcnow
 
-if TYPE_CHECKING:
-    from facetrace.api.service import Service
+if TYPE_CHECKING:  # the service holds the runner; the runner hands the service to each job
+    from facetrace.usecases.service import Service
 
 log = logging.getLogger(__name__)
 MAX_ARCHIVE_MEMBERS = 200_000
@@ -299,8 +300,6 @@ def import_items(folder: Path, params: dict[str, Any]) -> tuple[list[Any], list[
     Raises:
         ManifestError: no manifest and no provenance, or nothing to enroll.
     """
-    from facetrace.gallery import read_folder, read_manifest
-
     csvs = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() == ".csv")
     manifest = folder / "manifest.csv" if (folder / "manifest.csv").is_file() else (csvs[0] if len(csvs) == 1 else None)
     if manifest is not None:

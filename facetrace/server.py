@@ -1,11 +1,16 @@
-"""The FastAPI application: ``create_app()`` builds one server over one data home.
+"""The composition root: one place builds a server over one data home and wires every part of it.
 
-Routes live under ``/api/v1`` (one router per resource in :mod:`facetrace.api.routers`); the
-OpenAPI schema is at ``/api/v1/openapi.json``. Run it with ``facetrace serve``.
+:func:`open_service` opens (and migrates) the database and builds the gallery, the job runner and
+the metrics into one :class:`~facetrace.usecases.service.Service`; :func:`create_app` builds the
+FastAPI application around it: the API's routers under ``/api/v1`` (OpenAPI schema at
+``/api/v1/openapi.json``), the web pages at ``/``, the middleware every response passes through
+(request ids and timing, security headers, body limits) and the error handlers. The API and the
+web pages never import each other: both call the use-cases (:mod:`facetrace.usecases`).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -16,18 +21,48 @@ from facetrace.api.errors import ERROR_RESPONSES, BodyLimitMiddleware, install_e
 from facetrace.api.observability import install_request_context
 from facetrace.api.observability import router as metrics_router
 from facetrace.api.routers import audit, auth, jobs, persons, search, system, users, video, workflow
-from facetrace.api.security import install_security_headers
-from facetrace.api.service import Service
+from facetrace.api.service import ServiceGallery
 from facetrace.config import Settings, get_settings
+from facetrace.http.security import install_security_headers
+from facetrace.store.db import Database
+from facetrace.usecases.jobs import JobRunner
+from facetrace.usecases.metrics import LiveSources, Metrics
+from facetrace.usecases.service import Service
+from facetrace.web import router as web_router
+
+log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v1"
+API_ROUTERS = (system, auth, users, persons, search, video, jobs, audit, workflow)
 IMPORT_PATH = f"{API_PREFIX}/jobs/import"
 VIDEO_PATH = f"{API_PREFIX}/search/video"
 MULTIPART_MARGIN = 1024 * 1024  # form fields and multipart boundaries around the files
 
 
+def open_service(settings: Settings) -> Service:
+    """Open (and migrate) the database and build the gallery, job runner and metrics over it.
+
+    Raises:
+        ConfigError: the database cannot be opened.
+    """
+    settings.home.mkdir(parents=True, exist_ok=True)
+    if not settings.encrypted:
+        log.warning(
+            "encryption at rest is OFF: templates, contact details and photos are stored unencrypted "
+            "(create a key with `facetrace key generate PATH`, set FACETRACE_KEY_FILE, run `facetrace key rotate`)"
+        )
+    db = Database(settings.db_url, keyring=settings.keyring)
+    metrics = Metrics()
+    gallery = ServiceGallery(settings, db=db, metrics=metrics)
+    jobs = JobRunner(db, workers=settings.job_workers)
+    service = Service(settings=settings, db=db, gallery=gallery, jobs=jobs, metrics=metrics)
+    jobs.bind(service)
+    metrics.bind(LiveSources(db, settings, gallery.loaded_index, gallery.analysis_workers_alive))
+    return service
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """Return the API application over ``settings`` (default: from the environment).
+    """Return the server's application over ``settings`` (default: from the environment).
 
     The database is opened and migrated here; on startup, jobs a previous server left unfinished
     are marked failed and resumable; on shutdown, running jobs stop and the index is saved.
@@ -36,7 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ConfigError: the database cannot be opened.
     """
     settings = settings or get_settings()
-    service = Service.open(settings)
+    service = open_service(settings)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -71,10 +106,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, limit_for=body_limit)
     install_security_headers(app)  # outermost: error responses get the headers too
     install_request_context(app, service.metrics)  # request ids and latency, 500s and 413s included
-    for module in (system, auth, users, persons, search, video, jobs, audit, workflow):
+    for module in API_ROUTERS:
         app.include_router(module.router, prefix=API_PREFIX, responses=ERROR_RESPONSES)
     app.include_router(metrics_router, prefix=API_PREFIX, responses=ERROR_RESPONSES)  # GET /api/v1/metrics
-    from facetrace.web import router as web_router  # the web UI's pages at /, outside /api/v1
-
-    app.include_router(web_router)
+    app.include_router(web_router)  # the web UI's pages at /, outside /api/v1
     return app

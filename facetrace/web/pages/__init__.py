@@ -1,0 +1,1 @@
+"""The web pages, one module per area (mirroring :mod:`facetrace.api.routers`)."""

@@ -1,0 +1,102 @@
+"""Cases (found persons): the intake form's fields, the case page, and the case file as PDF."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import Response
+from starlette.datastructures import FormData
+
+from facetrace.http.deps import ServiceDep
+from facetrace.http.roles import Reader
+from facetrace.store.workflow_models import CASE_STATUSES, CONDITIONS
+from facetrace.usecases.actors import Actor
+from facetrace.usecases.records import CASE, workflow_for
+from facetrace.usecases.service import Service
+from facetrace.web import services
+from facetrace.web.deps import NO_STORE, text, view, web_router
+from facetrace.web.pages.records import RecordPages, install
+from facetrace.web.pdf import build_case_pdf
+from facetrace.web.photos import record_page_context
+from facetrace.web.render import page
+
+router = web_router()
+
+
+def read_form(form: FormData | None = None) -> dict[str, Any]:
+    """Return the intake form's values (a blank form when ``form`` is None)."""
+    keys = ("condition", "found_at", "found_place", "holding_organisation", "description", "reference", "retain_until")
+    if form is None:
+        return {k: ("deceased" if k == "condition" else "") for k in keys}
+    return {k: text(form, k) for k in keys}
+
+
+def show_page(
+    request: Request,
+    actor: Actor,
+    service: Service,
+    reference: str,
+    *,
+    status: int = 200,
+    error: str = "",
+    problems: list[str] | None = None,
+) -> Response:
+    """Return the case's page (audited as case.view). Raises NotFoundError."""
+    wf = workflow_for(service, actor)
+    detail = wf.get_case(actor.user, reference)
+    leads = wf.list_leads(actor.user, case=detail["id"], limit=1000)
+    context = record_page_context(service, actor, detail["photos"], leads)
+    records = [f"case:{detail['id']}", *(f"lead:{lead['id']}" for lead in leads)]
+    records += [f"identification:{i['id']}" for i in detail["identifications"]]
+    history = services.record_history(service.db, records)
+    view(service, actor, "case.view", [f"case:{detail['id']}"], reference=detail["reference"])
+    return page(
+        request,
+        actor,
+        "case.html",
+        http_status=status,
+        title=f"Case {detail['reference']}",
+        c=detail,
+        history=history,
+        error=error,
+        problems=problems or [],
+        **context,
+    )
+
+
+@router.get("/cases/{reference}/report.pdf")
+def case_pdf(reference: str, actor: Reader, service: ServiceDep) -> Response:
+    """The case file as PDF: photos, candidates, decisions, evidence and an audit excerpt (audited)."""
+    data, filename, records = build_case_pdf(workflow_for(service, actor), service, actor.user, reference)
+    view(service, actor, "case.export", records, format="pdf", bytes=len(data))
+    return Response(
+        data,
+        media_type="application/pdf",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"', **NO_STORE},
+    )
+
+
+def fields(values: dict[str, Any]) -> dict[str, Any]:
+    """Return the intake form's values as the workflow takes them."""
+    return {
+        "condition": values["condition"],
+        "found_at": values["found_at"] or None,
+        "found_place": values["found_place"],
+        "holding_organisation": values["holding_organisation"],
+        "description": values["description"],
+        "reference": values["reference"] or None,
+        "retain_until": values["retain_until"] or None,
+    }
+
+
+PAGES = RecordPages(
+    CASE,
+    statuses=CASE_STATUSES,
+    searchable=False,
+    read_form=read_form,
+    fields=fields,
+    show=show_page,
+    form_context={"conditions": CONDITIONS},
+)
+install(router, PAGES)

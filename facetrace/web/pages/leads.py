@@ -1,0 +1,156 @@
+"""Leads: the review queue, and lead review with probe and candidate side by side, reviews and evidence."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import Response
+
+from facetrace.errors import FacetraceError
+from facetrace.http.deps import ServiceDep
+from facetrace.http.roles import Reader, Reviewer
+from facetrace.store.workflow_models import EVIDENCE_KINDS
+from facetrace.usecases.actors import Actor
+from facetrace.usecases.records import workflow_for
+from facetrace.usecases.service import Service
+from facetrace.web import services
+from facetrace.web.deps import PAGE_SIZE, FormDep, page_offset, text, view, web_router
+from facetrace.web.photos import with_shown_status
+from facetrace.web.render import page, redirect
+
+router = web_router()
+
+
+@router.get("/leads")
+def leads(request: Request, actor: Reader, service: ServiceDep) -> Response:
+    """The review queue, best score first: new, awaiting a second review, under review, all."""
+    status = request.query_params.get("status", "")
+    queue = request.query_params.get("queue", "")
+    offset = page_offset(request)
+    wf = workflow_for(service, actor)
+    if queue == "second":
+        with service.db.sessions() as session:
+            wanted = set(services.awaiting_second_review(session))
+        rows = [r for r in wf.list_leads(actor.user, limit=1000) if r["id"] in wanted]
+        rows = rows[offset : offset + PAGE_SIZE + 1]
+    else:
+        rows = wf.list_leads(actor.user, status=status or None, offset=offset, limit=PAGE_SIZE + 1)
+    reviewed = services.reviewed_leads(service.db, actor.user.id)
+    return page(
+        request,
+        actor,
+        "leads.html",
+        title="Review queue",
+        rows=with_shown_status(rows[:PAGE_SIZE], reviewed),
+        has_next=len(rows) > PAGE_SIZE,
+        offset=offset,
+        limit=PAGE_SIZE,
+        status=status,
+        queue=queue,
+    )
+
+
+def _face_card(service: Service, face: dict[str, Any]) -> dict[str, Any]:
+    """Return one side of a lead: its face (None when erased), quality and quality problems."""
+    detail = services.face_details(service.db, [face["face_id"]]).get(face["face_id"], {}) if face["face_id"] else {}
+    quality = float(detail.get("quality", face.get("quality", 0.0)))
+    problems = services.quality_problems(detail.get("detail", {}), quality, service.settings.min_quality)
+    return {"face_id": face.get("face_id"), "quality": quality, "problems": problems}
+
+
+def _lead_page(
+    request: Request,
+    actor: Actor,
+    service: Service,
+    lead_id: int,
+    *,
+    status: int = 200,
+    review_error: str = "",
+    evidence_error: str = "",
+) -> Response:
+    raw = workflow_for(service, actor).get_lead(actor.user, lead_id)
+    lead = raw  # already blinded for this user by the workflow
+    probe = _face_card(service, raw["case_face"])
+    candidate = _face_card(service, raw["report_face"])
+    min_quality = service.settings.min_quality
+    refs = [
+        {**f, "problems": services.quality_problems(f["quality_detail"], f["quality"], min_quality)}
+        for f in services.report_faces(service.db, raw["report"] or {})
+        if f["face_id"] != raw["report_face"]["face_id"]
+    ]
+    warnings = [f"Case face: {p}" for p in probe["problems"]]
+    warnings += [f"Reference face: {p}" for p in candidate["problems"]]
+    view(service, actor, "lead.view", [f"lead:{lead_id}", f"case:{raw['case_id']}", f"report:{raw['report_id']}"])
+    return page(
+        request,
+        actor,
+        "lead.html",
+        http_status=status,
+        title=f"Lead {lead_id}",
+        lead=lead,
+        probe=probe,
+        candidate=candidate,
+        other_refs=refs,
+        quality_warnings=warnings,
+        min_quality=min_quality,
+        min_evidence=service.settings.min_evidence_items,
+        evidence_kinds=EVIDENCE_KINDS,
+        open_for_review=raw["status"] not in ("identified", "withdrawn"),
+        review_error=review_error,
+        evidence_error=evidence_error,
+    )
+
+
+@router.get("/leads/{lead_id}")
+def show_lead(lead_id: int, request: Request, actor: Reader, service: ServiceDep) -> Response:
+    """Lead review: probe and candidate faces side by side, score in plain words, quality
+    warnings, reviews (hidden from a second reviewer until they decide), evidence."""
+    return _lead_page(request, actor, service, lead_id)
+
+
+@router.post("/leads/{lead_id}/review")
+def review_lead(
+    lead_id: int,
+    request: Request,
+    form: FormDep,
+    actor: Reviewer,
+    service: ServiceDep,
+) -> Response:
+    """Record the user's review; a second, different reviewer's confirmation establishes the
+    identification (the workflow enforces the two-person rule and the evidence policy)."""
+    try:
+        result = workflow_for(service, actor).review_lead(
+            actor.user, lead_id, decision=text(form, "decision"), rationale=text(form, "rationale")
+        )
+    except FacetraceError as exc:
+        if exc.status in (403, 404) and exc.code != "policy":
+            raise
+        return _lead_page(request, actor, service, lead_id, status=exc.status, review_error=exc.message)
+    if result["identification"]:
+        return redirect(f"/identifications/{result['identification']['id']}", "identification_confirmed")
+    return redirect(f"/leads/{lead_id}", "review_recorded")
+
+
+@router.post("/leads/{lead_id}/evidence")
+def add_evidence(
+    lead_id: int,
+    request: Request,
+    form: FormDep,
+    actor: Reviewer,
+    service: ServiceDep,
+) -> Response:
+    """Record corroborating evidence on a lead."""
+    try:
+        workflow_for(service, actor).add_evidence(
+            actor.user,
+            lead_id,
+            kind=text(form, "kind"),
+            description=text(form, "description"),
+            reference=text(form, "reference") or None,
+        )
+    except FacetraceError as exc:
+        if exc.status in (403, 404):
+            raise
+        return _lead_page(request, actor, service, lead_id, status=exc.status, evidence_error=exc.message)
+    return redirect(f"/leads/{lead_id}", "evidence_added")

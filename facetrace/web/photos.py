@@ -1,0 +1,136 @@
+"""Photos on the intake forms and record pages: the faces of an uploaded photo with their quality
+and problems in words, the checks before anything is stored, and the photos of a record as its
+page shows them."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from fastapi import UploadFile
+
+from facetrace.errors import FacetraceError
+from facetrace.http.deps import read_image_upload
+from facetrace.usecases.actors import Actor
+from facetrace.usecases.service import Service
+from facetrace.web import images, services
+from facetrace.workflow import PhotoInput
+from facetrace.workflow.common import RECORD_ROLES
+
+MAX_PHOTOS = 20
+
+
+def face_feedback(face: Any, min_quality: float) -> dict[str, Any]:
+    """Return one detected face as the intake form shows it: box, quality, whether usable, problems."""
+    detail = face.quality.as_dict()
+    return {
+        "box": list(face.box),
+        "quality": round(face.quality.score, 1),
+        "quality_ok": face.quality.score >= min_quality,
+        "problems": services.quality_problems(detail, face.quality.score, min_quality),
+    }
+
+
+def photo_feedback(service: Service, data: bytes, name: str, kind: str) -> dict[str, Any]:
+    """Detect the faces of one uploaded photo; return what the intake form shows: each face with
+    its quality and problems, whether the photo is usable for ``kind`` (report, case or search)
+    and, when not, why.
+
+    Raises:
+        ImageError: not a usable image (over the limits, corrupt).
+    """
+    width, height = images.oriented_size(data)
+    faces = service.gallery.detect(data, name)
+    min_quality = service.settings.min_quality
+    out = [face_feedback(f, min_quality) for f in faces]
+    reason = None
+    if not faces:
+        reason = "no face found"
+    elif kind == "report" and not out[0]["quality_ok"]:
+        # Reports are the gallery: a face too poor to compare would only add false leads.
+        why = "; ".join(out[0]["problems"][1:]) or "poor image"
+        reason = f"face quality {out[0]['quality']:.0f} is below the minimum {min_quality:.0f} ({why})"
+    note = None
+    if len(faces) > 1 and kind in ("report", "case"):
+        note = f"{len(faces)} faces found: only the largest (number 1) is used"
+    return {
+        "name": name,
+        "width": width,
+        "height": height,
+        "faces": out,
+        "usable": reason is None,
+        "reason": reason,
+        "note": note,
+        "min_quality": min_quality,
+    }
+
+
+def check_uploads(service: Service, uploads: list[UploadFile], kind: str) -> tuple[list[PhotoInput], list[str]]:
+    """Read and check uploaded photos; return the usable photos and, for the others, the reason
+    each is refused (the caller stores nothing while any is refused)."""
+    if len(uploads) > MAX_PHOTOS:
+        return [], [f"at most {MAX_PHOTOS} photos at a time"]
+    photos, problems = [], []
+    for upload in uploads:
+        try:
+            data, name = read_image_upload(upload, service.settings.max_upload_bytes)
+            feedback = photo_feedback(service, data, name, kind)
+        except FacetraceError as exc:
+            problems.append(f"{upload.filename or 'photo'}: {exc.message}")
+            continue
+        if not feedback["usable"]:
+            problems.append(f"{upload.filename or name}: {feedback['reason']}")
+            continue
+        photos.append(PhotoInput(upload.filename or name, data))
+    return photos, problems
+
+
+def photos_for_page(service: Service, photos: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict]]:
+    """Return the record's photos with their displayed sizes, and all their faces as cards."""
+    paths = services.image_paths(service.db, [p["image_id"] for p in photos])
+    details = services.face_details(service.db, [f["face_id"] for p in photos for f in p["faces"]])
+    min_quality = service.settings.min_quality
+    out, faces = [], []
+    for number, photo in enumerate(photos, start=1):
+        width, height = photo["width"], photo["height"]
+        path = paths.get(photo["image_id"])
+        if path:
+            with contextlib.suppress(FacetraceError, OSError):  # else the stored size will do
+                width, height = images.oriented_size(service.gallery.media.read(path))
+        out.append({**photo, "width": width, "height": height})
+        for face in photo["faces"]:
+            detail = details.get(face["face_id"], {}).get("detail", {})
+            faces.append(
+                {
+                    **face,
+                    "photo_number": number,
+                    "problems": services.quality_problems(detail, face["quality"], min_quality),
+                }
+            )
+    return out, faces
+
+
+def with_shown_status(leads: list[dict[str, Any]], reviewed: set[int]) -> list[dict[str, Any]]:
+    """Add the status a user may see: a lead they have not reviewed shows no decision."""
+    out = []
+    for lead in leads:
+        shown = lead["status"]
+        if shown in ("under_review", "rejected") and lead["id"] not in reviewed:
+            shown = "under_review"
+        out.append({**lead, "shown_status": shown})
+    return out
+
+
+def record_page_context(
+    service: Service, actor: Actor, photos: list[dict[str, Any]], leads: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Return what a report's or case's page shows of its photos, faces and leads (blinded for this user)."""
+    shown_photos, faces = photos_for_page(service, photos)
+    reviewed = services.reviewed_leads(service.db, actor.user.id)
+    return {
+        "photos": shown_photos,
+        "faces": faces,
+        "leads": with_shown_status(leads, reviewed),
+        "min_quality": service.settings.min_quality,
+        "editable": any(actor.user.has_role(r) for r in RECORD_ROLES),
+    }
