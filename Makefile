@@ -30,6 +30,7 @@ lint: setup
 	$(VENV)/bin/ruff check facetrace tests bench fuzz
 	$(VENV)/bin/ruff format --check facetrace tests bench fuzz
 	$(VENV)/bin/mypy facetrace
+	$(VENV)/bin/lint-imports  # the layering of docs/architecture.md (contracts in pyproject.toml)
 
 test: setup
 	eval "$$(scripts/services.sh start)" && $(MAKE) --no-print-directory lint && \

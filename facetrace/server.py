@@ -14,6 +14,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import uvicorn
 from fastapi import FastAPI
 
 from facetrace import __version__
@@ -23,6 +24,7 @@ from facetrace.api.observability import router as metrics_router
 from facetrace.api.routers import audit, auth, jobs, persons, search, system, users, video, workflow
 from facetrace.api.service import ServiceGallery
 from facetrace.config import Settings, get_settings
+from facetrace.http.deps import is_loopback
 from facetrace.http.security import install_security_headers
 from facetrace.store.db import Database
 from facetrace.usecases.jobs import JobRunner
@@ -111,3 +113,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metrics_router, prefix=API_PREFIX, responses=ERROR_RESPONSES)  # GET /api/v1/metrics
     app.include_router(web_router)  # the web UI's pages at /, outside /api/v1
     return app
+
+
+def serves_beyond_this_machine(host: str) -> bool:
+    """Return whether a server listening on ``host`` can be reached from other machines."""
+    return not is_loopback(host)
+
+
+def run_server(app: FastAPI, *, host: str, port: int, log_level: str) -> None:
+    """Serve ``app`` on ``host``:``port`` until interrupted (one process: the gallery index, the job
+    runner and the analysis pool live in it)."""
+    # uvicorn's own access log is off: the request middleware logs each request with its id and route
+    # template, never the raw path. Proxy headers are trusted from a reverse proxy on loopback only.
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level.lower(),
+        log_config=None,
+        access_log=False,
+        proxy_headers=True,
+        forwarded_allow_ips="127.0.0.1",
+        server_header=False,
+        timeout_graceful_shutdown=30,
+    )

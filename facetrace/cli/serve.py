@@ -9,9 +9,8 @@ import typer
 from facetrace.cli.output import emit_json, err_console
 from facetrace.config import get_settings
 from facetrace.errors import FacetraceError
-from facetrace.http.deps import is_loopback
 from facetrace.logs import setup_logging
-from facetrace.server import create_app
+from facetrace.server import create_app, run_server, serves_beyond_this_machine
 
 
 def serve(
@@ -27,8 +26,6 @@ def serve(
 ) -> None:
     """Run the REST API (``/api/v1``) until interrupted. Bootstrap an admin first with
     ``facetrace user add NAME --role admin``."""
-    import uvicorn  # lazily: the web server's stack is needed by this command only
-
     settings = get_settings()
     level = log_level.upper()
     if level not in ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG", "TRACE"):
@@ -43,21 +40,9 @@ def serve(
     else:
         err_console.print(f"facetrace API on {url} (data home {settings.home})", markup=False)
         err_console.print(f"facetrace web UI on {url.removesuffix('/api/v1')}/", markup=False)
-    if not is_loopback(host):
+    if serves_beyond_this_machine(host):
         err_console.print(
             "warning: listening beyond this machine over plain http; put a TLS-terminating reverse proxy in front",
             markup=False,
         )
-    # One process: the gallery index, the job runner and the analysis pool live in it.
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        log_level=log_level.lower(),
-        log_config=None,
-        access_log=False,
-        proxy_headers=True,
-        forwarded_allow_ips="127.0.0.1",
-        server_header=False,
-        timeout_graceful_shutdown=30,
-    )
+    run_server(app, host=host, port=port, log_level=log_level)
