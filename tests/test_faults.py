@@ -47,8 +47,13 @@ def _folder(root: Path, face_subset: FaceSubset, names: list[str], per_person: i
 
 
 def _rows(db: Path) -> list[tuple[str, str, str, int]]:
-    """(external id, image sha256, media path, faces of the image) of every enrolled image."""
+    """(external id, image sha256, media path, faces of the image) of every enrolled image.
+
+    A kill before the first migration committed leaves an empty database file (the migration is one
+    transaction): nothing is enrolled then."""
     with sqlite3.connect(db, timeout=30) as conn:
+        if not conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'images'").fetchone():
+            return []
         return conn.execute(
             "SELECT p.external_id, i.sha256, i.media_path, (SELECT COUNT(*) FROM faces f WHERE f.image_id = i.id) "
             "FROM images i JOIN persons p ON p.id = i.person_id"
