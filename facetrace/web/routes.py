@@ -46,6 +46,7 @@ from facetrace.store.workflow_models import (
     EVIDENCE_KINDS,
     REPORT_STATUSES,
 )
+from facetrace.vision.decode import image_width_height
 from facetrace.web import images, services
 from facetrace.web.pdf import build_case_pdf
 from facetrace.web.render import STATIC_DIR, WebRoute, page, redirect, safe_next
@@ -134,7 +135,7 @@ def photo_feedback(service: Service, data: bytes, name: str, kind: str) -> dict[
     Raises:
         ImageError: not a usable image (over the limits, corrupt).
     """
-    width, height = images.oriented_size(data)
+    width, height = image_width_height(data, oriented=True)
     faces = service.gallery.detect(data, name)
     min_quality = service.settings.min_quality
     out = [_face_feedback(f, min_quality) for f in faces]
@@ -217,7 +218,7 @@ def _photos_for_page(service: Service, photos: list[dict[str, Any]]) -> tuple[li
         path = paths.get(photo["image_id"])
         if path:
             with contextlib.suppress(FacetraceError, OSError):  # else the stored size will do
-                width, height = images.oriented_size(service.gallery.media.read(path))
+                width, height = image_width_height(service.gallery.media.read(path), oriented=True)
         out.append({**photo, "width": width, "height": height})
         for face in photo["faces"]:
             detail = details.get(face["face_id"], {}).get("detail", {})

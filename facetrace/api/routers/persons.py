@@ -6,7 +6,6 @@ Bulk imports (a manifest with many photos) run as background jobs: see ``POST /j
 from __future__ import annotations
 
 import json
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from facetrace.api.deps import Actor, audited, get_service, read_image_upload, r
 from facetrace.api.errors import InvalidRequest
 from facetrace.api.service import Service
 from facetrace.errors import ConflictError, NoFaceError, NotFoundError
-from facetrace.gallery.service import EnrollOutcome
+from facetrace.gallery import EnrollOutcome, ImageInput
 from facetrace.gallery.sources import EnrollItem
 from facetrace.store.models import Image, Person
 from facetrace.workflow.erasure import Eraser
@@ -96,13 +95,7 @@ def _enroll_uploads(service: Service, item: EnrollItem, uploads: list[UploadFile
         raise InvalidRequest(f"at most {MAX_IMAGES_PER_REQUEST} images per request; use an import job for more")
     limit = service.settings.max_upload_bytes
     files = [read_image_upload(u, limit) for u in uploads]
-    with tempfile.TemporaryDirectory(dir=service.settings.home, prefix=".upload-") as tmp:
-        for number, (data, name) in enumerate(files):
-            path = Path(tmp) / str(number) / name  # one folder per file: names may repeat
-            path.parent.mkdir()
-            path.write_bytes(data)
-            item.images.append(path)
-        outcome = service.gallery.enroll_uploads([item])
+    outcome = service.gallery.enroll_images(item, [ImageInput(name, data) for data, name in files])
     for error in outcome.errors:
         error["file"] = Path(error["file"]).name
     if outcome.images_enrolled == 0 and outcome.images_skipped == 0:

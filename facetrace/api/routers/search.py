@@ -36,7 +36,7 @@ def search(
             raise InvalidRequest("case_reference and purpose must not be blank")
         data, name = read_image_upload(image, service.settings.max_upload_bytes)
         note.detail["image_sha256"] = sha256_bytes(data)
-        result = service.gallery.search(data, name=name, top_k=top)
+        result = service.gallery.search(data, name=name, top_k=top).to_dict()
         persons = {c["person"]["id"] for f in result["faces"] for c in f["candidates"]}
         note.records = [f"person:{p}" for p in sorted(persons)]
         note.detail["faces"] = len(result["faces"])
@@ -57,7 +57,7 @@ def compare(
         limit = service.settings.max_upload_bytes
         (data_a, name_a), (data_b, name_b) = read_image_upload(a, limit), read_image_upload(b, limit)
         note.detail["images"] = [sha256_bytes(data_a), sha256_bytes(data_b)]
-        result = service.gallery.compare(data_a, data_b, names=(name_a, name_b))
+        result = service.gallery.compare(data_a, data_b, names=(name_a, name_b)).to_dict()
         note.detail.update(score=result["score"], match=result["match"])
         tally.match = bool(result["match"])
     return result
