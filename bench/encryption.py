@@ -37,7 +37,7 @@ if str(REPO_ROOT) not in sys.path:
 
 from facetrace.config import get_settings  # noqa: E402
 from facetrace.crypto import generate_key, write_key_file  # noqa: E402
-from facetrace.gallery import Gallery  # noqa: E402
+from facetrace.gallery import Gallery, Probe  # noqa: E402
 from facetrace.store.models import Face, Image, Person  # noqa: E402
 
 
@@ -103,10 +103,11 @@ def run_mode(faces: int, key_file: Path | None, folder: Path) -> dict[str, Any]:
     timings = []
     for probe in probes:
         t0 = time.perf_counter()
-        hits = g._hits([probe], 5)
-        g._persons({h.person_id for h in hits[0]})
+        g.search_templates([Probe(probe, 100.0)], top_k=5)
         timings.append((time.perf_counter() - t0) * 1000)
-    first_hit = [g._hits([p], 1)[0][0].person_id for p in probes[:20]]
+    first_hit = [
+        g.search_templates([Probe(p, 100.0)], top_k=1).decisions[0].candidates[0].person.id for p in probes[:20]
+    ]
     photo = rng.bytes(200 * 1024)
     _, rel = g.media.put(photo, ".jpg")
     reads = []
@@ -118,7 +119,7 @@ def run_mode(faces: int, key_file: Path | None, folder: Path) -> dict[str, Any]:
     read_all = []
     for _ in range(3):
         t0 = time.perf_counter()
-        g._vectors(all_ids)
+        g.stored_templates(all_ids)
         read_all.append(time.perf_counter() - t0)
     index_path = g.index_path
     g.close()

@@ -59,7 +59,7 @@ def run_facetrace(split: Split, workers: int) -> dict[str, Any]:
         for number, (sample, faces) in enumerate(zip(probes, results, strict=True)):
             candidates: list[tuple[str, float]] = []
             if isinstance(faces, list) and faces:
-                found = gallery.search_faces(faces[:1], top_k=10)["faces"][0]["candidates"]
+                found = gallery.search_faces(faces[:1], top_k=10).to_dict()["faces"][0]["candidates"]
                 candidates = [(c["person"]["external_id"], c["score"]) for c in found]
             else:
                 failures += 1

@@ -22,8 +22,8 @@ from facetrace.api.errors import ERROR_RESPONSES, BodyLimitMiddleware, install_e
 from facetrace.api.observability import install_request_context
 from facetrace.api.observability import router as metrics_router
 from facetrace.api.routers import audit, auth, jobs, persons, search, system, users, video, workflow
-from facetrace.api.service import ServiceGallery
 from facetrace.config import Settings, get_settings
+from facetrace.gallery import AnalysisPool, Gallery
 from facetrace.http.deps import is_loopback
 from facetrace.http.security import install_security_headers
 from facetrace.store.db import Database
@@ -55,7 +55,7 @@ def open_service(settings: Settings) -> Service:
         )
     db = Database(settings.db_url, keyring=settings.keyring)
     metrics = Metrics()
-    gallery = ServiceGallery(settings, db=db, metrics=metrics)
+    gallery = Gallery(settings, db=db, pool=AnalysisPool.for_settings(settings), on_enrolled=metrics.count_enrollment)
     jobs = JobRunner(db, workers=settings.job_workers)
     service = Service(settings=settings, db=db, gallery=gallery, jobs=jobs, metrics=metrics)
     jobs.bind(service)

@@ -33,7 +33,7 @@ POSTGRES_ENV = "FACETRACE_TEST_POSTGRES_URL"
 def _results(gallery: Gallery, probes: list[Path]) -> list[Any]:
     out = []
     for probe in probes:
-        result = gallery.search(probe.read_bytes(), name=probe.name, top_k=5)
+        result = gallery.search(probe.read_bytes(), name=probe.name, top_k=5).to_dict()
         out.append(
             [
                 [(c["person"]["external_id"], c["score"], c["match"], c["fpir"]) for c in f["candidates"]]

@@ -296,7 +296,7 @@ def test_damaged_vectors_are_rebuilt_when_the_gallery_opens(
         assert "holds damaged templates" in caplog.text
         ids = np.array(_face_ids(home))
         assert sorted(index.ids().tolist()) == ids.tolist()
-        assert np.allclose(index.vectors(ids), gallery._vectors(ids), atol=1e-6)  # type: ignore[attr-defined]
+        assert np.allclose(index.vectors(ids), gallery.stored_templates(ids), atol=1e-6)
     finally:
         gallery.close()
     assert _doctor(home, "index").check("index").status == "ok"  # and the file was saved sound

@@ -56,7 +56,7 @@ def _kid(path: Path) -> bytes:
 
 
 def _search(g: Gallery, probe: Path) -> list[list[tuple[str, float]]]:
-    result = g.search(probe.read_bytes(), name=probe.name, top_k=5)
+    result = g.search(probe.read_bytes(), name=probe.name, top_k=5).to_dict()
     return [[(c["person"]["external_id"], c["score"]) for c in f["candidates"]] for f in result["faces"]]
 
 
@@ -291,11 +291,11 @@ def test_a_search_decrypts_only_its_candidates(
             return original(self, blob, context)
 
         monkeypatch.setattr(Keyring, "open", counting)
-        result = g.search(face_subset.probe(face_subset.gallery_identities[0]).read_bytes(), top_k=1)
+        result = g.search(face_subset.probe(face_subset.gallery_identities[0]).read_bytes(), top_k=1).to_dict()
         assert result["faces"][0]["candidates"][0]["person"]["external_id"] == face_subset.gallery_identities[0]
         # Re-ranking reads the k nearest templates (k = 21 for top_k=1), not the 40 of the gallery.
         assert 0 < opened.count(b"faces.embedding") <= 21
-        vectors: Any = g._vectors(np.array([1, 2]))
+        vectors: Any = g.stored_templates(np.array([1, 2]))
         assert vectors.shape == (2, 128) and not np.isnan(vectors).any()
     finally:
         g.close()

@@ -104,7 +104,7 @@ def _check_complete(home: Path, expected: dict[str, set[str]], probe: Path, prob
     assert media["unreferenced_files"] == media["temporary_files"] == 0
     gallery = Gallery(settings)
     try:
-        result = gallery.search(probe.read_bytes(), name=probe.name)
+        result = gallery.search(probe.read_bytes(), name=probe.name).to_dict()
     finally:
         gallery.close()
     assert result["faces"][0]["candidates"][0]["person"]["external_id"] == probe_name
@@ -211,7 +211,7 @@ def _index_agrees(home: Path, probe: Path, probe_name: str, why: str) -> None:
     gallery = Gallery(get_settings(home=home, workers=1, index_factory=None))
     try:
         assert sorted(gallery.index().ids().tolist()) == _face_ids(home / "facetrace.db"), why
-        result = gallery.search(probe.read_bytes(), name=probe.name)
+        result = gallery.search(probe.read_bytes(), name=probe.name).to_dict()
         assert result["faces"][0]["candidates"][0]["person"]["external_id"] == probe_name, why
         gallery.wait_for_index_rebuild()
     finally:
@@ -350,7 +350,7 @@ def test_disk_full_during_enroll(
     try:
         assert len(gallery.index()) == committed
         probe = face_subset.probe(names[0])
-        assert gallery.search(probe.read_bytes(), name=probe.name)["faces"]
+        assert gallery.search(probe.read_bytes(), name=probe.name).to_dict()["faces"]
     finally:
         gallery.close()
 

@@ -33,7 +33,7 @@ def _top(result: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _search_path(gallery: Gallery, path: Path, top_k: int = 5) -> dict[str, Any]:
-    return gallery.search(path.read_bytes(), name=path.name, top_k=top_k)
+    return gallery.search(path.read_bytes(), name=path.name, top_k=top_k).to_dict()
 
 
 def _summary(result: dict[str, Any]) -> list[list[tuple[str, float]]]:
@@ -124,8 +124,8 @@ def test_compare_same_and_different_people(
 ) -> None:
     a, b = face_subset.images("Julie_Gerberding")[:2]
     other = face_subset.images("Tariq_Aziz")[0]
-    same = enrolled_gallery.compare(a.read_bytes(), b.read_bytes(), names=(a.name, b.name))
-    different = enrolled_gallery.compare(a.read_bytes(), other.read_bytes(), names=(a.name, other.name))
+    same = enrolled_gallery.compare(a.read_bytes(), b.read_bytes(), names=(a.name, b.name)).to_dict()
+    different = enrolled_gallery.compare(a.read_bytes(), other.read_bytes(), names=(a.name, other.name)).to_dict()
     assert same["match"] is True and different["match"] is False
     assert same["score"] > same["threshold"] > different["score"]
     assert same["fmr"] < different["fmr"]

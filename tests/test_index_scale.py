@@ -301,7 +301,7 @@ def test_gallery_grows_from_flat_into_ivf_in_the_background(
     x, labels = face_like(3000, seed=6)
     _add_synthetic_faces(g, x[:600], labels[:600], "p")
     assert g.index().describe()["factory"] == "Flat"
-    first = g.search_faces([_probe(x[0])], top_k=3)
+    first = g.search_faces([_probe(x[0])], top_k=3).to_dict()
     assert first["gallery"]["persons"] == 200
     _add_synthetic_faces(g, x[600:], labels[600:] + 10_000, "p")
     index = g.index()  # syncs the new faces into Flat, then starts the rebuild
@@ -314,7 +314,7 @@ def test_gallery_grows_from_flat_into_ivf_in_the_background(
     sidecar = json.loads(g.index_path.with_suffix(".json").read_text())
     assert sidecar["plan"]["factory"] == "IVF16,SQ8" and sidecar["plan"]["auto"] and sidecar["plan"]["rerank"] == 4
     # Same answers, and the calibration is for the true gallery size (persons), whatever index answered.
-    result = g.search_faces([_probe(x[0]), _probe(x[2500])], top_k=3)
+    result = g.search_faces([_probe(x[0]), _probe(x[2500])], top_k=3).to_dict()
     assert result["gallery"]["persons"] == 1000
     assert result["policy"]["threshold"] == pytest.approx(g.calibration.threshold(0.01, 1000), abs=1e-4)
     best = result["faces"][0]["candidates"][0]
@@ -323,7 +323,7 @@ def test_gallery_grows_from_flat_into_ivf_in_the_background(
     assert result["faces"][1]["candidates"][0]["person"]["external_id"] == f"p{labels[2500] + 10_000}"
     # Erasure removes the templates from the IVF lists, and survives a reopen.
     g.delete_person("p0")
-    after = g.search_faces([_probe(x[0])], top_k=3)
+    after = g.search_faces([_probe(x[0])], top_k=3).to_dict()
     assert all(c["person"]["external_id"] != "p0" for c in after["faces"][0]["candidates"])
     reopened = Gallery(get_settings(workers=1, index_memory_mb=4096))
     try:
@@ -349,7 +349,7 @@ def test_graph_is_rebuilt_when_many_templates_are_erased(
     assert "of its graph nodes are erased templates; rebuilding it as HNSW32,Flat" in caplog.text
     info = g.index().describe()
     assert info["count"] == 1890 and info["tombstones"] < 0.2 * 1890
-    found = g.search_faces([_probe(x[0]), _probe(x[3])], top_k=5)
+    found = g.search_faces([_probe(x[0]), _probe(x[3])], top_k=5).to_dict()
     assert not {c["person"]["external_id"] for f in found["faces"] for c in f["candidates"]} & {"e0", "e1"}
     request_close()
 
@@ -370,7 +370,7 @@ def test_configured_compressed_index_gives_exact_scores(
         for row in range(2):
             exact = [float(np.frombuffer(stored[int(i)], dtype=np.float32) @ x[10 + row]) for i in ids[row]]
             np.testing.assert_allclose(scores[row], exact, atol=1e-5)  # re-ranked from the database
-        result = g.search_faces([_probe(x[10])], top_k=5)
+        result = g.search_faces([_probe(x[10])], top_k=5).to_dict()
         assert result["faces"][0]["candidates"][0]["person"]["external_id"] == f"q{labels[10]}"
         # Another index on request: the automatic choice.
         assert g.rebuild_index(factory="auto") == 2000

@@ -151,14 +151,14 @@ def test_gallery_on_milvus_lite(
 ) -> None:
     probes = [face_subset.probe(name) for name in face_subset.gallery_identities[:4]]
     probes += [face_subset.probe(face_subset.other_identities[0])]
-    faiss_results = [enrolled_gallery.search(p.read_bytes(), name=p.name, top_k=5) for p in probes]
+    faiss_results = [enrolled_gallery.search(p.read_bytes(), name=p.name, top_k=5).to_dict() for p in probes]
     monkeypatch.setenv("FACETRACE_VECTOR_URL", lite_url)
     g = Gallery(get_settings(workers=1))
     try:
         # The collection starts empty: the gallery fills it from the database (rebuild from the database).
         index = g.index()
         assert isinstance(index, MilvusIndex) and len(index) == 40
-        results = [g.search(p.read_bytes(), name=p.name, top_k=5) for p in probes]
+        results = [g.search(p.read_bytes(), name=p.name, top_k=5).to_dict() for p in probes]
         assert [_top(r) for r in results] == [_top(r) for r in faiss_results]
         # The calibration is for the true gallery size, whatever index answered.
         assert [r["gallery"]["persons"] for r in results] == [20] * len(results)
@@ -167,12 +167,12 @@ def test_gallery_on_milvus_lite(
         newcomer = face_subset.other_identities[0]
         outcome = g.enroll(face_subset.enroll_items([newcomer]))
         assert outcome.images_enrolled == 2 and len(g.index()) == 42
-        found = g.search(face_subset.references(newcomer)[0].read_bytes(), top_k=1)
+        found = g.search(face_subset.references(newcomer)[0].read_bytes(), top_k=1).to_dict()
         assert found["faces"][0]["candidates"][0]["person"]["external_id"] == newcomer
         erased = face_subset.gallery_identities[0]
         g.delete_person(erased)
         assert len(g.index()) == 40
-        after = g.search(probes[0].read_bytes(), top_k=20)
+        after = g.search(probes[0].read_bytes(), top_k=20).to_dict()
         assert erased not in {c["person"]["external_id"] for f in after["faces"] for c in f["candidates"]}
         assert g.rebuild_index() == 40
         assert g.stats()["index"]["backend"] == "milvus-lite"
@@ -202,7 +202,7 @@ def test_migrate_command(
     probe = face_subset.probe(face_subset.gallery_identities[3])
     on_milvus = run_cli("search", probe, "--json", env={"FACETRACE_VECTOR_URL": url})
     assert on_milvus.returncode == 0, on_milvus.stderr
-    expected = enrolled_gallery.search(probe.read_bytes(), name=probe.name)
+    expected = enrolled_gallery.search(probe.read_bytes(), name=probe.name).to_dict()
     assert _top(json.loads(on_milvus.stdout)) == _top(expected)
     info = json.loads(run_cli("index", "info", "--json", env={"FACETRACE_VECTOR_URL": url}).stdout)
     assert info["backend"] == "milvus-lite" and info["count"] == 40

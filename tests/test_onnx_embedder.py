@@ -60,7 +60,7 @@ def test_gallery_with_an_operator_model_searches_but_declares_no_match_uncalibra
         items = [EnrollItem(n, n, sorted((faces_dir / n).glob("*.jpg"))[:1], "test", "test") for n in names]
         assert gallery.enroll(items, workers=1).images_enrolled == 3
         probe = sorted((faces_dir / "Ashanti").glob("*.jpg"))[0].read_bytes()
-        result = gallery.search(probe, top_k=3)
+        result = gallery.search(probe, top_k=3).to_dict()
         assert result["gallery"]["model_id"].startswith("onnx:") and result["policy"]["calibrated"] is False
         top = result["faces"][0]["candidates"][0]
         assert top["person"]["external_id"] == "Ashanti" and top["similarity"] == pytest.approx(1.0, abs=1e-4)

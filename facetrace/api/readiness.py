@@ -18,7 +18,6 @@ from typing import Any
 
 from sqlalchemy import text
 
-from facetrace.api.gallery import server_gallery
 from facetrace.store.db import Database, alembic_config
 from facetrace.usecases.service import Service
 
@@ -74,7 +73,7 @@ def check_disk(service: Service) -> Check:
 
 def check_analysis(service: Service) -> Check:
     """The image analysis worker pool is usable (or analysis runs in the server process)."""
-    pool = server_gallery(service).pool
+    pool = service.gallery.pool
     if pool is None:
         return Check(True, "images are analysed in the server process")
     ok, detail = pool.health()
@@ -86,7 +85,7 @@ def readiness(service: Service) -> dict[str, Check]:
     checks = {"database": check_database(service.db)}
     if checks["database"].ok:
         try:
-            checks["index"] = Check(*server_gallery(service).index_consistency())
+            checks["index"] = Check(*service.gallery.index_consistency())
         except Exception as exc:
             checks["index"] = Check(False, f"cannot be checked ({type(exc).__name__})")
     else:

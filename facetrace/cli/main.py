@@ -189,7 +189,7 @@ def search(
         search_video_command(image, top=top, json_out=json_out, thumbnails=thumbnails, workers=workers or None)
         return
     gallery = _gallery()
-    result = gallery.search(_read(image), name=image.name, top_k=top)
+    result = gallery.search(_read(image), name=image.name, top_k=top).to_dict()
     cli_audit(gallery.db, "search", records=search_records(result), detail={"image": image.name})
     if json_out:
         emit_json(result)
@@ -219,7 +219,7 @@ def search(
 def compare(a: Path, b: Path, json_out: JsonOpt = False) -> None:
     """1:1 verification: are the largest faces in A and B the same person?"""
     gallery = _gallery()
-    result = gallery.compare(_read(a), _read(b), names=(a.name, b.name))
+    result = gallery.compare(_read(a), _read(b), names=(a.name, b.name)).to_dict()
     if json_out:
         emit_json(result)
     else:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from facetrace.evaluation.protocol import ProbeResult, Sample, Split, build_split, compute_metrics
+from facetrace.evaluation.protocol import ProbeResult, Sample, Split, build_split, compute_metrics, observed_fpir
 from facetrace.gallery.calibration import Calibration, build_calibration
 from facetrace.gallery.scoring import TOP_K, CohortScorer, default_cohort
 from facetrace.vision.parallel import analyze_paths
@@ -249,8 +249,6 @@ def verify_calibration(
 ) -> list[dict[str, Any]]:
     """On a split not used to build ``calibration``, compare the observed FPIR at each policy
     threshold with its target; return one row per target with the 95% Wilson interval."""
-    from facetrace.evaluation.protocol import observed_fpir
-
     figures = evaluate_embedded(split, embedded, model_id, cohort=cohort)
     best = [r.best_score() for r in figures["nonmated"]]
     rows = []

@@ -2,7 +2,7 @@
 
 A video is analysed by :func:`facetrace.vision.video.analyze_video` into tracks; each track's
 template (the quality-weighted mean of its best faces) is searched like a face, with the
-same calibrated decisions as an image search (:meth:`Gallery._decisions`).
+same calibrated decisions as an image search (:meth:`Gallery.search_templates`).
 
 The tracker's two similarity bars are cosines at two points of the model's calibration: an
 IoU-linked face must score at least the cosine of FMR 0.5 with its track (a lax bar that only
@@ -20,7 +20,12 @@ import cv2
 import numpy as np
 
 from facetrace.errors import NoFaceError, VideoError
+from facetrace.gallery.enrollment import EnrollOutcome
+from facetrace.gallery.results import Probe
 from facetrace.gallery.sources import EnrollItem
+from facetrace.store.media import sha256_bytes
+from facetrace.vision.decode import ImageInput
+from facetrace.vision.parallel import default_workers
 from facetrace.vision.pipeline import Face as DetectedFace
 from facetrace.vision.quality import Quality
 from facetrace.vision.track import Observation, Track, TrackerConfig
@@ -35,7 +40,7 @@ from facetrace.vision.video import (
     video_analyzer_options,
 )
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # only a type: the Gallery calls into this module
     from facetrace.gallery.service import Gallery
 
 CONTINUITY_FMR = 0.5
@@ -94,8 +99,6 @@ def analyze(
     Raises:
         VideoError, VideoTooLargeError, CancelledError: see :func:`analyze_video`.
     """
-    from facetrace.vision.parallel import default_workers
-
     count = gallery.settings.workers if workers is None else workers
     return analyze_video(
         source,
@@ -139,22 +142,21 @@ def search_video(
         CancelledError: ``cancel`` was set.
     """
     analysis = analyze(gallery, source, name=name, progress=progress, cancel=cancel, workers=workers, isolate=isolate)
-    context = gallery._decision_context()
-    hits = gallery._hits([t.template for t in analysis.tracks], top_k)
+    found = gallery.search_templates([Probe(t.template, t.best_quality) for t in analysis.tracks], top_k=top_k)
     tracks = []
-    for track, track_hits in zip(analysis.tracks, hits, strict=True):
+    for track, decision in zip(analysis.tracks, found.decisions, strict=True):
         thumbnail = track.thumbnail_jpeg()
         tracks.append(
             {
                 **track.as_dict(),
                 "thumbnail_jpeg_base64": base64.b64encode(thumbnail).decode("ascii") if thumbnail else None,
-                **gallery._decisions(track.best_quality, track_hits, context.threshold, context.n_persons),
+                **decision.to_dict(),
             }
         )
     processing = analysis.stats.as_dict()
     processing["sample_fps"] = gallery.settings.video_sample_fps
     processing["tracking"] = {k: round(v, 4) for k, v in vars(tracker_config(gallery)).items()}
-    return {"video": analysis.info.as_dict(), "processing": processing, **context.header, "tracks": tracks}
+    return {"video": analysis.info.as_dict(), "processing": processing, **found.policy.to_dict(), "tracks": tracks}
 
 
 def _face_of(obs: Observation) -> DetectedFace:
@@ -227,9 +229,6 @@ def enroll_video(
         VideoError: not a usable video. NoFaceError: no face in it, or none of enough quality.
         CancelledError: ``cancel`` was set.
     """
-    from facetrace.gallery.service import EnrollOutcome
-    from facetrace.store.media import sha256_bytes
-
     path = Path(source)
     label = path.name
     analysis = analyze(gallery, path, name=label, progress=progress, cancel=cancel, workers=workers)
@@ -244,7 +243,7 @@ def enroll_video(
         raise VideoError(f"{label}: the chosen frames could not be read again")
     outcome = EnrollOutcome()
     gallery.index()  # open and sync first, so new faces go straight into it
-    existing = gallery._enrolled_pairs({item.external_id})
+    existing = gallery.enroller.enrolled_pairs({item.external_id})
     try:
         for obs in usable:
             data = frames.get(obs.frame)
@@ -257,12 +256,12 @@ def enroll_video(
                 outcome.images_skipped += 1
                 continue
             existing.add((item.external_id, digest))
-            frame_name = Path(f"{path.stem}_frame{obs.frame:07d}.jpg")
-            error = gallery._enroll_one(item, frame_name, data, digest, [_face_of(obs)], outcome)
+            frame = ImageInput(f"{path.stem}_frame{obs.frame:07d}.jpg", data)
+            error = gallery.enroller.enroll_analysed(item, frame, digest, [_face_of(obs)], outcome)
             if error:
                 outcome.errors.append({"file": where, "person": item.external_id, "error": error})
     finally:
-        gallery._save_index()
+        gallery.keeper.save()
     summary = track.as_dict()
     summary.pop("best_faces", None)
     return {**outcome.as_dict(), "track": summary, "tracks": len(analysis.tracks)}

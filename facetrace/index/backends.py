@@ -1,5 +1,9 @@
-"""Open the vector backend a deployment is configured for: a FAISS file in the data home (default), or
-Milvus when ``FACETRACE_VECTOR_URL`` is set."""
+"""The one factory of vector indexes: open the backend a deployment is configured for (a FAISS file in the
+data home by default, Milvus when ``FACETRACE_VECTOR_URL`` is set), build new FAISS indexes from a plan,
+and load or reseal FAISS files for the tools that read them directly (doctor, key rotation).
+
+Nothing else constructs an index class, so callers work with :class:`~facetrace.index.base.VectorIndex`.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from facetrace.config import Settings
+from facetrace.crypto import Keyring
 from facetrace.errors import ConfigError
 from facetrace.index.base import VectorIndex
 from facetrace.index.faiss_index import (
@@ -23,6 +28,20 @@ from facetrace.index.faiss_index import (
 )
 
 log = logging.getLogger(__name__)
+
+__all__ = [
+    "IndexCorrupt",
+    "IndexPlan",
+    "check_plan",
+    "configured_factory",
+    "faiss_index_path",
+    "load_faiss_file",
+    "new_faiss_index",
+    "open_vector_index",
+    "plan_for",
+    "rebuild_plan_for",
+    "reseal_faiss_file",
+]
 
 
 def faiss_index_path(settings: Settings, model_id: str) -> Path:
@@ -64,22 +83,26 @@ def plan_for(settings: Settings, n: int, dim: int = 128) -> IndexPlan:
     return plan
 
 
-def rebuild_plan_for(settings: Settings, index: FaissIndex, n: int) -> IndexPlan | None:
-    """Return the plan to rebuild ``index`` into for ``n`` templates, or None when it should stay.
+def rebuild_plan_for(settings: Settings, index: VectorIndex, n: int) -> IndexPlan | None:
+    """Return the plan to rebuild ``index`` into for ``n`` templates, or None when it should stay
+    (always None for a backend that maintains its own index, such as Milvus).
 
     A rebuild is due when a configured factory (``FACETRACE_INDEX_FACTORY``) differs from the one the
     index was built from, or when the gallery outgrew an automatic index
     (:func:`facetrace.index.faiss_index.upgrade_plan`). An index built with an explicit
     ``facetrace index rebuild --factory`` is kept while no factory is configured.
     """
+    current = index.plan
+    if current is None:
+        return None
     configured = configured_factory(settings)
-    if configured is not None and configured != index.plan.configured:
+    if configured is not None and configured != current.configured:
         return plan_for(settings, n, index.dim)
     if index.tombstone_share > COMPACT_SHARE:
-        return replace(index.plan, planned_for=n)  # same index, without the erased templates' nodes
-    plan = upgrade_plan(index.plan, n, index.dim, memory_budget=memory_budget_bytes(settings.index_memory_mb))
+        return replace(current, planned_for=n)  # same index, without the erased templates' nodes
+    plan = upgrade_plan(current, n, index.dim, memory_budget=memory_budget_bytes(settings.index_memory_mb))
     if plan is not None:
-        plan.configured = index.plan.configured
+        plan.configured = current.configured
         if settings.index_nprobe and plan.nlist:
             plan.nprobe = settings.index_nprobe
         if settings.index_efsearch and plan.hnsw_m:
@@ -95,6 +118,7 @@ def open_vector_index(settings: Settings, model_id: str, *, expected_count: int 
     unreachable Milvus.
     """
     if settings.vector_url:
+        # Imported only when configured: pymilvus is an optional, heavy dependency.
         from facetrace.index.milvus_index import MilvusIndex
 
         return MilvusIndex.from_url(settings.vector_url, model_id=model_id, dim=dim, home=settings.home)
@@ -112,3 +136,47 @@ def open_vector_index(settings: Settings, model_id: str, *, expected_count: int 
         index.set_efsearch(settings.index_efsearch)
         return index
     return FaissIndex(dim, path=path, plan=plan_for(settings, expected_count, dim), keyring=settings.keyring)
+
+
+def new_faiss_index(settings: Settings, plan: IndexPlan, dim: int, *, path: Path | None = None) -> VectorIndex:
+    """Return a new, empty FAISS index of ``plan``, saved at ``path`` (sealed with the deployment's keys)
+    when given, else kept in memory only.
+
+    Raises:
+        ValueError: the plan's factory string is not a valid FAISS index factory.
+    """
+    return FaissIndex(dim, path=path, plan=plan, keyring=settings.keyring if path is not None else None)
+
+
+def check_plan(plan: IndexPlan, dim: int) -> None:
+    """Check that an index of ``plan`` can be built, before any work is done for it.
+
+    Raises:
+        ConfigError: the plan's factory string is not a valid FAISS index factory.
+    """
+    try:
+        FaissIndex(dim, plan=plan)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def load_faiss_file(path: Path, keyring: Keyring | None = None) -> FaissIndex:
+    """Read the FAISS index file at ``path`` as it is, without repairing it (see :meth:`FaissIndex.load`).
+
+    Raises:
+        FileNotFoundError: no index file.
+        IndexCorrupt: the file or its parameters cannot be read or authenticated.
+    """
+    return FaissIndex.load(path, keyring)
+
+
+def reseal_faiss_file(path: Path, keyring: Keyring) -> None:
+    """Write the FAISS index file at ``path`` again, sealed with ``keyring``'s current key.
+
+    Raises:
+        FileNotFoundError: no index file.
+        IndexCorrupt: the file cannot be read with ``keyring``'s keys.
+    """
+    index = FaissIndex.load(path, keyring)
+    index.keyring = keyring
+    index.save()

@@ -31,7 +31,6 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -39,8 +38,10 @@ from typing import Any, cast
 import faiss
 import numpy as np
 
+from facetrace.config import get_settings
 from facetrace.crypto import MAGIC, DecryptionError, Keyring
 from facetrace.fsutil import atomic_write
+from facetrace.index.base import VectorSource
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +74,6 @@ _ID_BYTES_IVF = 8
 _ID_BYTES_IDMAP2 = 8 + 48
 #: HNSW bytes per node beyond the bottom layer's links: upper layers, level and offset tables.
 _HNSW_EXTRA = 16
-
-VectorSource = Callable[[np.ndarray], np.ndarray]
 
 
 class IndexCorrupt(Exception):
@@ -281,6 +280,8 @@ class FaissIndex:
     NaN for unknown ids), used to re-rank compressed codes.
     """
 
+    kind = "faiss"
+
     def __init__(
         self,
         dim: int,
@@ -303,6 +304,29 @@ class FaissIndex:
     @property
     def factory(self) -> str:
         return self.plan.factory
+
+    def clear(self) -> None:
+        """Drop every vector: an empty index of the same plan, path and keys (the file changes on :meth:`save`)."""
+        self.index = self._new_faiss_index()
+        self._tombstones = 0
+        self._apply_search_parameters()
+
+    def set_vector_source(self, source: VectorSource) -> None:
+        """Re-rank compressed codes with the exact vectors ``source`` returns."""
+        self.vector_source = source
+
+    @property
+    def persisted(self) -> bool:
+        """Whether the index has its file (always True for an index kept in memory only)."""
+        return self.path is None or self.path.exists()
+
+    def graph_matches_plan(self) -> bool:
+        """Return whether the index holds an HNSW graph exactly when its plan says it should.
+
+        A crash between writing the sidecar and replacing the index file can pair a graph index's
+        parameters with a flat file (both have no clusters, so :meth:`load` does not notice).
+        """
+        return (self.plan.hnsw_m > 0) == (self._hnsw() is not None)
 
     def _new_faiss_index(self) -> faiss.Index:
         try:
@@ -340,8 +364,6 @@ class FaissIndex:
                 encrypted = handle.read(len(MAGIC)) == MAGIC
             if encrypted:
                 if keyring is None:
-                    from facetrace.config import get_settings
-
                     keyring = get_settings().keyring
                 data = keyring.open(path.read_bytes(), _index_context(path))
                 index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))

@@ -32,6 +32,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import numpy as np
 
 from facetrace.errors import ConfigError, FacetraceError
+from facetrace.index.base import VectorSource
 
 log = logging.getLogger(__name__)
 DEFAULT_COLLECTION = "facetrace_faces"
@@ -172,7 +173,13 @@ class MilvusIndex:
 
     Same behaviour as :class:`~facetrace.index.faiss_index.FaissIndex`: inner-product search over
     L2-normalised templates, add (idempotent: an upsert), remove by id, list ids, make durable.
+    Milvus plans, builds and compacts its own index and stores exact vectors.
     """
+
+    kind = "milvus"
+    plan = None  # Milvus maintains its own index: never rebuilt by facetrace in the background
+    tombstone_share = 0.0
+    persisted = True  # every change is in the vector database
 
     def __init__(self, target: MilvusTarget, *, model_id: str, dim: int = 128) -> None:
         """Connect, creating the collection and partition if needed.
@@ -304,6 +311,9 @@ class MilvusIndex:
                 self.client.delete(self.target.collection, ids=chunk, partition_name=self.partition)
         self._count = None
         return present
+
+    def set_vector_source(self, source: VectorSource) -> None:
+        """Nothing to do: Milvus returns exact scores."""
 
     def clear(self) -> None:
         """Delete every template of this model (before a rebuild from the database)."""

@@ -37,6 +37,13 @@ from sqlalchemy import func, select
 from facetrace.config import Settings
 from facetrace.crypto import DecryptionError
 from facetrace.errors import FacetraceError
+from facetrace.store.accounts import AuditEvent
+from facetrace.store.audit import append_event
+from facetrace.store.db import Database, alembic_config
+from facetrace.store.media import sha256_bytes
+from facetrace.store.models import Face, Image
+from facetrace.store.workflow_models import Notification
+from facetrace.vision import models
 
 if TYPE_CHECKING:
     from facetrace.gallery import Gallery
@@ -126,8 +133,9 @@ class _Context:
     @property
     def gallery(self) -> Gallery:
         if self._gallery is None:
+            # Imported when first needed: the gallery loads FAISS and OpenCV, which `facetrace --help` and
+            # every other command (this module is imported with the command line) need not wait for.
             from facetrace.gallery import Gallery
-            from facetrace.store.db import Database
 
             # migrate=False: the doctor looks at the database as it is; only --fix migrates it.
             db = Database(self.settings.db_url, migrate=False, keyring=self.settings.keyring)
@@ -139,8 +147,6 @@ class _Context:
             self._gallery.db.dispose()  # not Gallery.close(): that would save (write) the index
 
     def audit(self, action: str, records: list[str], detail: dict[str, Any]) -> None:
-        from facetrace.store.audit import append_event
-
         with self.gallery.db.session() as session:
             append_event(
                 session, actor=self.options.actor, action=action, records=records, source="doctor", detail=detail
@@ -220,8 +226,6 @@ def check_database(ctx: _Context) -> CheckResult:
     from alembic.script import ScriptDirectory
     from alembic.util import CommandError
 
-    from facetrace.store.db import alembic_config
-
     db = ctx.gallery.db
     try:
         current = db.current_revision()
@@ -271,12 +275,11 @@ def fix_database(ctx: _Context, result: CheckResult) -> list[str]:
 # -- model files ------------------------------------------------------------------------------------
 def check_models(ctx: _Context) -> CheckResult:
     """The packaged model files exist, and the configured analyzer loads and embeds."""
-    from facetrace.vision.models import MODEL_FILES, model_path
 
     missing = []
-    for name in MODEL_FILES:
+    for name in models.MODEL_FILES:
         try:
-            model_path(name)
+            models.model_path(name)
         except FacetraceError:
             missing.append(name)
     if missing:
@@ -284,7 +287,7 @@ def check_models(ctx: _Context) -> CheckResult:
     started = time.perf_counter()
     gallery = ctx.gallery
     analyzer = gallery.analyzer
-    detail: dict[str, Any] = {"model_id": gallery.model_id, "files": list(MODEL_FILES)}
+    detail: dict[str, Any] = {"model_id": gallery.model_id, "files": list(models.MODEL_FILES)}
     if gallery.model_id.startswith("dlib"):  # a fixed 150x150 input: one blank chip proves the network runs
         vector = analyzer.embedder.embed_chips([np.zeros((150, 150, 3), dtype=np.uint8)])
         if vector.shape[0] != 1 or not np.isfinite(vector).all():
@@ -296,7 +299,7 @@ def check_models(ctx: _Context) -> CheckResult:
 # -- calibration ------------------------------------------------------------------------------------
 def check_calibration(ctx: _Context) -> CheckResult:
     """The calibration in use was made for the gallery's model (else no candidate is ever called a match)."""
-    from facetrace.gallery.calibration import Calibration
+    from facetrace.gallery.calibration import Calibration  # when needed: the gallery package loads FAISS
 
     calibration = Calibration.load(ctx.settings.calibration_path)
     model = ctx.gallery.model_id
@@ -315,8 +318,6 @@ def check_calibration(ctx: _Context) -> CheckResult:
 
 # -- index ------------------------------------------------------------------------------------------
 def _db_face_ids(gallery: Gallery) -> np.ndarray:
-    from facetrace.store.models import Face
-
     with gallery.db.sessions() as session:
         ids = session.execute(
             select(Face.id).where(Face.model_id == gallery.model_id, Face.person_id.is_not(None))
@@ -325,8 +326,6 @@ def _db_face_ids(gallery: Gallery) -> np.ndarray:
 
 
 def _other_models(gallery: Gallery) -> dict[str, int]:
-    from facetrace.store.models import Face
-
     with gallery.db.sessions() as session:
         rows = session.execute(
             select(Face.model_id, func.count(Face.id))
@@ -341,7 +340,9 @@ def check_index(ctx: _Context) -> CheckResult:
 
     The FAISS file is read directly (not through the gallery, which would repair it on open).
     """
-    from facetrace.index.faiss_index import FaissIndex, IndexCorrupt
+    # Imported when needed: FAISS is heavy (see _Context.gallery).
+    from facetrace.index.backends import IndexCorrupt, load_faiss_file, open_vector_index
+    from facetrace.index.checks import holds_exact_codes, templates_intact
 
     gallery = ctx.gallery
     db_ids = _db_face_ids(gallery)
@@ -349,9 +350,7 @@ def check_index(ctx: _Context) -> CheckResult:
     if others := _other_models(gallery):
         detail["other_models"] = others
     if ctx.settings.vector_url:
-        from facetrace.index.backends import open_vector_index
-
-        index = open_vector_index(ctx.settings, gallery.model_id, dim=gallery._dim)
+        index = open_vector_index(ctx.settings, gallery.model_id, dim=gallery.dim)
         try:
             held = np.asarray(index.ids(), dtype=np.int64)
             detail["backend"] = "milvus"
@@ -368,7 +367,7 @@ def check_index(ctx: _Context) -> CheckResult:
             "index", "fail", f"index file {path.name} is missing: rebuilt from the database on the next open", detail
         )
     try:
-        index = FaissIndex.load(path)
+        index = load_faiss_file(path)
     except IndexCorrupt as exc:
         detail["problem"] = "corrupt"
         return CheckResult(
@@ -376,9 +375,7 @@ def check_index(ctx: _Context) -> CheckResult:
         )
     held = index.ids()
     detail.update({"factory": index.factory, "index_templates": len(index)})
-    if (index.plan.hnsw_m > 0) != (index._hnsw() is not None):
-        # A crash between writing the sidecar and replacing the index file can pair a graph index's
-        # parameters with a flat file (both have no clusters, so loading does not notice).
+    if not index.graph_matches_plan():
         detail["problem"] = "vectors"
         return CheckResult(
             "index",
@@ -395,24 +392,15 @@ def check_index(ctx: _Context) -> CheckResult:
     # Ids can be right while vectors are not (bit rot): compare a sample with the database's templates.
     common = np.intersect1d(db_ids, held)
     if len(common):
-        exact = index.plan.exact_codes
+        exact = holds_exact_codes(index)
         size = min(VECTOR_SAMPLE if exact else COMPRESSED_SAMPLE, len(common))
         sample = np.sort(np.random.default_rng().choice(common, size=size, replace=False))
-        stored = gallery._vectors(sample)
-        if exact:
-            try:
-                found = index.vectors(sample)
-            except KeyError:
-                found = np.full_like(stored, np.nan)
-            with np.errstate(all="ignore"):  # damaged bytes may decode to huge floats or NaN
-                cosine = np.sum(found.astype(np.float64) * stored, axis=1)
-            ok = np.abs(np.nan_to_num(cosine, nan=-1.0) - 1.0) <= 1e-4
-        else:
-            # Compressed codes are approximations (PQ: cosine 0.5 to the original): a template must find
-            # itself among its 10 nearest instead (IVF visits only some clusters: a few may not).
-            index.vector_source = gallery._vectors
-            _, hits = index.search(stored, 10)
-            ok = (hits == sample[:, None]).any(axis=1)
+        stored = gallery.stored_templates(sample)
+        index.set_vector_source(gallery.stored_templates)
+        try:
+            ok = templates_intact(index, sample, stored)
+        except KeyError:  # an exact index that lost a template it lists
+            ok = np.zeros(len(sample), dtype=bool)
         bad = int((~ok).sum())
         detail["vectors_checked"] = int(len(sample))
         if bad > (0 if exact else max(2, len(sample) // 10)):
@@ -472,10 +460,10 @@ def fix_index(ctx: _Context, result: CheckResult) -> list[str]:
         return []
     gallery = ctx.gallery
     if problem in ("vectors", "duplicated") and not ctx.settings.vector_url:
-        from facetrace.index.faiss_index import FaissIndex, IndexCorrupt
+        from facetrace.index.backends import IndexCorrupt, load_faiss_file  # heavy: see _Context.gallery
 
         try:
-            plan = FaissIndex.load(gallery.index_path).plan
+            plan = load_faiss_file(gallery.index_path).plan
             factory = None if plan.auto else (plan.wanted or plan.factory)
         except (FileNotFoundError, IndexCorrupt):
             factory = None
@@ -492,9 +480,6 @@ def fix_index(ctx: _Context, result: CheckResult) -> list[str]:
 def check_media(ctx: _Context) -> CheckResult:
     """Every image record's file exists (all checked), its content matches its sha256 (a sample, or all with
     ``full_media``); files no record refers to and leftover temporary files are counted."""
-    from facetrace.store.media import sha256_bytes
-    from facetrace.store.models import Image
-
     gallery = ctx.gallery
     media = gallery.media
     with gallery.db.sessions() as session:
@@ -594,8 +579,6 @@ def _unreferenced(root: Path, referenced: set[str]) -> tuple[list[Path], list[Pa
 
 def _recorded_media_problems(gallery: Gallery) -> set[tuple[str, ...]]:
     """Return the records (``image:ID``, ``person:ID``) of photos whose loss or alteration the audit trail holds."""
-    from facetrace.store.accounts import AuditEvent
-
     with gallery.db.sessions() as session:
         events = session.execute(
             select(AuditEvent.records).where(AuditEvent.action.in_(("media.missing", "media.altered")))
@@ -650,8 +633,6 @@ def _image_records(entry: dict[str, Any]) -> list[str]:
 # -- notification outbox ----------------------------------------------------------------------------
 def check_outbox(ctx: _Context) -> CheckResult:
     """Notifications whose delivery needs a person: unknown, stuck in sending, or out of attempts."""
-    from facetrace.store.workflow_models import Notification
-
     settings = ctx.settings
     with ctx.gallery.db.sessions() as session:
         rows = session.execute(select(Notification.status, func.count(Notification.id)).group_by(Notification.status))
@@ -680,8 +661,6 @@ def _smtp_configured(ctx: _Context) -> bool:
     """Whether an SMTP server is configured, or notifications exist that will need the default one."""
     if {"smtp_host", "smtp_port"} & ctx.settings.model_fields_set:
         return True
-    from facetrace.store.workflow_models import Notification
-
     try:
         with ctx.gallery.db.sessions() as session:
             return bool(session.execute(select(func.count(Notification.id))).scalar())

@@ -20,8 +20,9 @@ from sqlalchemy import JSON, LargeBinary, Table, Text, func, select, type_coerce
 from sqlalchemy.types import TypeEngine
 
 from facetrace.crypto import Keyring, text_blob
+from facetrace.errors import ConfigError, FacetraceError
 from facetrace.faults import fault_point
-from facetrace.index.faiss_index import FaissIndex, IndexCorrupt
+from facetrace.index.backends import IndexCorrupt, reseal_faiss_file
 from facetrace.store.audit import append_event
 from facetrace.store.db import Database
 from facetrace.store.media import MediaStore
@@ -124,8 +125,6 @@ def rotate(
         DecryptionError: a value is sealed with a key that ``keyring`` lacks, or fails authentication
             (nothing after it is rewritten; what was rewritten stays rewritten: fix and rerun).
     """
-    from facetrace.errors import ConfigError, FacetraceError
-
     if not keyring.enabled:
         raise ConfigError("a rotation needs the new key")
     started = time.perf_counter()
@@ -187,13 +186,11 @@ def rotate(
                 progress(done, total, 0)
         for path in index_files:
             try:
-                index = FaissIndex.load(path, keyring)
+                reseal_faiss_file(path, keyring)
             except IndexCorrupt as exc:  # rebuilt from the database when next opened
                 log.warning("index file %s not re-encrypted: %s", path.name, exc)
                 outcome.index_files["unreadable"] += 1
             else:
-                index.keyring = keyring
-                index.save()
                 outcome.index_files["resealed"] += 1
             done += 1
             if progress:

@@ -31,7 +31,7 @@ def search(
             raise InvalidRequest("case_reference and purpose must not be blank")
         data, name = image.read(service.settings.max_upload_bytes)
         note.detail["image_sha256"] = sha256_bytes(data)
-        result = service.gallery.search(data, name=name, top_k=top)
+        result = service.gallery.search(data, name=name, top_k=top).to_dict()
         persons = {c["person"]["id"] for f in result["faces"] for c in f["candidates"]}
         note.records = [f"person:{p}" for p in sorted(persons)]
         note.detail["faces"] = len(result["faces"])
@@ -50,7 +50,7 @@ def compare(service: Service, actor: Actor, a: ImageSource, b: ImageSource) -> d
         limit = service.settings.max_upload_bytes
         (data_a, name_a), (data_b, name_b) = a.read(limit), b.read(limit)
         note.detail["images"] = [sha256_bytes(data_a), sha256_bytes(data_b)]
-        result = service.gallery.compare(data_a, data_b, names=(name_a, name_b))
+        result = service.gallery.compare(data_a, data_b, names=(name_a, name_b)).to_dict()
         note.detail.update(score=result["score"], match=result["match"])
         tally.match = bool(result["match"])
     return result

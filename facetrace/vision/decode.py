@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,45 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".g
 
 # Never silently accept a truncated file: a half-decoded face gives a wrong embedding.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
+EXIF_ORIENTATION = 0x0112
+ROTATING_ORIENTATIONS = {5, 6, 7, 8}  # EXIF orientations that swap width and height
+
+
+@dataclass(frozen=True)
+class ImageInput:
+    """An encoded image and the name it came with (a file name, an upload's name): what enrollment,
+    search and analysis take. Files are read into one at the edges (command line, manifests, jobs)."""
+
+    name: str
+    data: bytes
+
+    @classmethod
+    def read(cls, path: str | Path) -> ImageInput:
+        """Return the bytes of the file at ``path``, named by its file name.
+
+        Raises:
+            OSError: the file cannot be read.
+        """
+        path = Path(path)
+        return cls(path.name, path.read_bytes())
+
+
+def image_width_height(data: bytes, *, oriented: bool) -> tuple[int, int]:
+    """Return (width, height) of an encoded image, reading only its header.
+
+    ``oriented``: as displayed, with the EXIF orientation applied (the frame face boxes are measured
+    in); else the stored pixel grid (what the image records of the gallery hold).
+
+    Raises:
+        ImageError: the header cannot be read.
+    """
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            width, height = img.size
+            orientation = img.getexif().get(EXIF_ORIENTATION, 1) if oriented else 1
+    except Exception as exc:
+        raise ImageError(f"cannot read the image: {exc}") from None
+    return (height, width) if orientation in ROTATING_ORIENTATIONS else (width, height)
 
 
 def sniff_image_format(data: bytes) -> str | None:

@@ -1,15 +1,24 @@
-"""Analyse many image files on every core: one process per worker, models loaded once each."""
+"""Analyse many images on every core: one process per worker, models loaded once each."""
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing as mp
 import os
+from collections import deque
 from collections.abc import Iterable, Iterator
+from multiprocessing.pool import AsyncResult
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from facetrace.errors import FacetraceError
+from facetrace.vision.decode import ImageInput, decode_image
 from facetrace.vision.pipeline import Face, FaceAnalyzer, get_analyzer
+
+T = TypeVar("T")
+#: Images handed to the workers ahead of the one awaited, per worker: enough to keep them busy, few
+#: enough that a large import never holds more than a handful of files in memory.
+AHEAD_PER_WORKER = 2
 
 _worker_analyzer: FaceAnalyzer | None = None
 
@@ -67,3 +76,54 @@ def analyze_paths(
     context = mp.get_context("forkserver")
     with context.Pool(workers, initializer=_init_pool_worker, initargs=(options, nice)) as pool:
         yield from pool.imap(_analyze_one, jobs, chunksize=2)
+
+
+def _analyze_image(image: ImageInput, largest_only: bool) -> list[Face] | FacetraceError:
+    assert _worker_analyzer is not None
+    try:
+        decoded = decode_image(image.data, max_pixels=_worker_analyzer.max_pixels, name=image.name)
+        return _worker_analyzer.analyze(decoded, largest_only=largest_only)
+    except FacetraceError as exc:
+        return exc
+
+
+def analyze_images(
+    jobs: Iterable[tuple[T, ImageInput]],
+    *,
+    workers: int = 0,
+    largest_only: bool = False,
+    options: dict[str, Any] | None = None,
+    nice: int = 0,
+) -> Iterator[tuple[T, ImageInput, list[Face] | FacetraceError]]:
+    """Yield, in input order, each job's key, image and faces (or the error that stopped it).
+
+    ``jobs`` is read lazily, a few images ahead of the results (``AHEAD_PER_WORKER`` per worker), so that
+    its images can be read from files one by one. ``workers=0`` uses every core; ``workers=1`` (or a
+    single image) runs in this process. ``nice`` > 0 lowers the CPU priority of the worker processes by
+    that much (background jobs; not applied in this process).
+    """
+    options = options or {}
+    workers = workers or default_workers()
+    pending = iter(jobs)
+    first = next(pending, None)
+    second = next(pending, None) if first is not None else None
+    if first is None:
+        return
+    head = [first] if second is None else [first, second]
+    if workers <= 1 or second is None:
+        _init_worker(options)
+        for key, image in itertools.chain(head, pending):
+            yield key, image, _analyze_image(image, largest_only)
+        return
+    # forkserver: workers never inherit this process's threads (FAISS/OpenMP, HTTP server).
+    context = mp.get_context("forkserver")
+    with context.Pool(workers, initializer=_init_pool_worker, initargs=(options, nice)) as pool:
+        queued: deque[tuple[T, ImageInput, AsyncResult[list[Face] | FacetraceError]]] = deque()
+        for key, image in itertools.chain(head, pending):
+            queued.append((key, image, pool.apply_async(_analyze_image, (image, largest_only))))
+            if len(queued) >= AHEAD_PER_WORKER * workers:
+                key, image, result = queued.popleft()
+                yield key, image, result.get()
+        while queued:
+            key, image, result = queued.popleft()
+            yield key, image, result.get()

@@ -13,7 +13,9 @@ from facetrace.errors import ConfigError
 from facetrace.vision import models
 from facetrace.vision.decode import DEFAULT_MAX_PIXELS, load_image
 from facetrace.vision.detect import Detection, DetectorName, detect_faces
+from facetrace.vision.dlib_onnx import OnnxDlibResnetEmbedder
 from facetrace.vision.embed import DlibResnetEmbedder, Embedder, l2_normalise
+from facetrace.vision.onnx_arcface import OnnxArcFaceEmbedder
 from facetrace.vision.quality import Quality, assess
 
 
@@ -159,14 +161,10 @@ def make_embedder(name: str) -> Embedder:
         ConfigError: an unknown name.
     """
     if name == "dlib-onnx":
-        from facetrace.vision.dlib_onnx import OnnxDlibResnetEmbedder
-
         return OnnxDlibResnetEmbedder(flip=True)
     if name == "dlib":
         return DlibResnetEmbedder(flip=True)
     if name.startswith("onnx:"):
-        from facetrace.vision.onnx_arcface import OnnxArcFaceEmbedder
-
         return OnnxArcFaceEmbedder(name.removeprefix("onnx:"))
     raise ConfigError(f"unknown embedder {name!r} (known: dlib-onnx, dlib, onnx:/path/to/model.onnx)")
 

@@ -37,8 +37,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from facetrace.errors import CancelledError, FacetraceError, VideoError, VideoTooLargeError
+from facetrace.errors import CancelledError, ConfigError, FacetraceError, VideoError, VideoTooLargeError
 from facetrace.vision.detect import Detection, detect_cnn, detect_hog
+from facetrace.vision.dlib_onnx import OnnxDlibResnetEmbedder
+from facetrace.vision.embed import DlibResnetEmbedder
 from facetrace.vision.pipeline import FaceAnalyzer
 from facetrace.vision.track import Observation, Track, Tracker, TrackerConfig
 
@@ -464,10 +466,6 @@ def video_analyzer_options(analyzer: FaceAnalyzer, *, upsample: int = -1) -> dic
     Raises:
         ConfigError: the video analyzer would not reproduce ``analyzer``'s model id.
     """
-    from facetrace.errors import ConfigError
-    from facetrace.vision.dlib_onnx import OnnxDlibResnetEmbedder
-    from facetrace.vision.embed import DlibResnetEmbedder
-
     embedder = analyzer.embedder
     if isinstance(embedder, DlibResnetEmbedder) and not embedder.jitter:
         embedder = OnnxDlibResnetEmbedder(flip=embedder.flip)

@@ -1,5 +1,5 @@
 """Pictures for the web pages and the PDF export: photos re-encoded without their metadata,
-face crops, oriented sizes for the SVG overlays, and photos with face boxes drawn.
+face crops, and photos with face boxes drawn.
 
 Photos are decoded with the engine's own decoder (EXIF orientation applied, pixel limit
 enforced), so that face boxes, which the engine measured on the oriented image, line up.
@@ -8,30 +8,13 @@ Re-encoding also drops EXIF metadata (GPS positions, camera serials) from what i
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 
 import cv2
 import numpy as np
-from PIL import Image as PILImage
 
 from facetrace.errors import ImageError
 from facetrace.vision.decode import decode_image
-
-ROTATING_ORIENTATIONS = {5, 6, 7, 8}  # EXIF orientations that swap width and height
-EXIF_ORIENTATION = 0x0112
-
-
-def oriented_size(data: bytes) -> tuple[int, int]:
-    """Return (width, height) of an encoded image as displayed (EXIF orientation applied),
-    reading only its header. Raises ImageError when it cannot be read."""
-    try:
-        with PILImage.open(io.BytesIO(data)) as img:
-            width, height = img.size
-            orientation = img.getexif().get(EXIF_ORIENTATION, 1)
-    except Exception as exc:
-        raise ImageError(f"cannot read the image: {exc}") from None
-    return (height, width) if orientation in ROTATING_ORIENTATIONS else (width, height)
 
 
 def load_rgb(data: bytes, max_pixels: int) -> np.ndarray:

@@ -13,7 +13,8 @@ from facetrace.errors import FacetraceError
 from facetrace.http.deps import read_image_upload
 from facetrace.usecases.actors import Actor
 from facetrace.usecases.service import Service
-from facetrace.web import images, services
+from facetrace.vision.decode import image_width_height
+from facetrace.web import services
 from facetrace.workflow import PhotoInput
 from facetrace.workflow.common import RECORD_ROLES
 
@@ -39,7 +40,7 @@ def photo_feedback(service: Service, data: bytes, name: str, kind: str) -> dict[
     Raises:
         ImageError: not a usable image (over the limits, corrupt).
     """
-    width, height = images.oriented_size(data)
+    width, height = image_width_height(data, oriented=True)
     faces = service.gallery.detect(data, name)
     min_quality = service.settings.min_quality
     out = [face_feedback(f, min_quality) for f in faces]
@@ -96,7 +97,7 @@ def photos_for_page(service: Service, photos: list[dict[str, Any]]) -> tuple[lis
         path = paths.get(photo["image_id"])
         if path:
             with contextlib.suppress(FacetraceError, OSError):  # else the stored size will do
-                width, height = images.oriented_size(service.gallery.media.read(path))
+                width, height = image_width_height(service.gallery.media.read(path), oriented=True)
         out.append({**photo, "width": width, "height": height})
         for face in photo["faces"]:
             detail = details.get(face["face_id"], {}).get("detail", {})

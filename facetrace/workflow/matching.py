@@ -128,7 +128,7 @@ class MatchingMixin(WorkflowCore):
             )
             if not rows:
                 return [], self.review_threshold()
-            result = self.gallery.search_faces([detected_face(r) for r in rows], top_k=SEARCH_TOP_K)
+            result = self.gallery.search_faces([detected_face(r) for r in rows], top_k=SEARCH_TOP_K).to_dict()
             n = max(1, int(result["gallery"]["persons"]))
             policy = {
                 "review_fpir": self.settings.review_fpir,
@@ -221,7 +221,7 @@ class MatchingMixin(WorkflowCore):
             )
             if not rows:
                 return [], self.review_threshold()
-            result = self.gallery.search_faces([detected_face(r) for r in rows], top_k=SEARCH_TOP_K)
+            result = self.gallery.search_faces([detected_face(r) for r in rows], top_k=SEARCH_TOP_K).to_dict()
             n = max(1, int(result["gallery"]["persons"]))
             policy = {
                 "review_fpir": self.settings.review_fpir,

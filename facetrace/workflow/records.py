@@ -10,7 +10,6 @@ so they never enter the gallery index. After every change the record is matched 
 from __future__ import annotations
 
 import re
-import tempfile
 import uuid
 from datetime import date, datetime
 from pathlib import Path
@@ -19,8 +18,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from facetrace.errors import ConflictError, FacetraceError, NoFaceError
-from facetrace.gallery import EnrollItem
+from facetrace.errors import ConflictError, NoFaceError
+from facetrace.gallery import EnrollItem, ImageInput
 from facetrace.store.accounts import User
 from facetrace.store.media import sha256_bytes
 from facetrace.store.models import Face, Image, Person
@@ -34,6 +33,7 @@ from facetrace.store.workflow_models import (
     Lead,
     Report,
 )
+from facetrace.vision.decode import image_width_height
 from facetrace.vision.pipeline import Face as DetectedFace
 from facetrace.workflow.common import (
     ERASE_ROLES,
@@ -306,23 +306,9 @@ class RecordsMixin(MatchingMixin):
                 "attributes": {"report": report.reference},
                 "retain_until": as_utc(report.retain_until),  # the photos go with the report
             }
-        with tempfile.TemporaryDirectory(prefix="facetrace-photos-") as tmp:
-            paths = []
-            for number, photo in enumerate(photos):
-                folder = Path(tmp) / str(number)
-                folder.mkdir()
-                path = folder / _safe_name(photo.name, number)
-                path.write_bytes(photo.data)
-                paths.append(path)
-            item = EnrollItem(images=paths, **item_fields)
-            # A server's gallery serialises analysis in its threads (``enroll_uploads``); elsewhere a
-            # few photos are analysed here rather than in freshly started worker processes.
-            enroll_uploads = getattr(self.gallery, "enroll_uploads", None)
-            if callable(enroll_uploads):
-                outcome = enroll_uploads([item])
-            else:
-                outcome = self.gallery.enroll([item], workers=1 if len(paths) <= 4 else None)
-        names = {str(p): photo.name for p, photo in zip(paths, photos, strict=True)}
+        named = [ImageInput(_safe_name(photo.name, n), photo.data) for n, photo in enumerate(photos)]
+        outcome = self.gallery.enroll_images(EnrollItem(images=[], **item_fields), named)
+        names = {image.name: photo.name for image, photo in zip(named, photos, strict=True)}
         errors = [
             {"file": names.get(e.get("file", ""), e.get("file", "")), "error": e["error"]} for e in outcome.errors
         ]
@@ -619,7 +605,7 @@ class RecordsMixin(MatchingMixin):
             existing.add(digest)
             name = _safe_name(photo.name, number)
             _, rel = self.gallery.media.put(photo.data, Path(name).suffix or ".jpg")
-            height, width = _size(photo.data)
+            width, height = image_width_height(photo.data, oriented=False)
             image = Image(
                 person_id=None,
                 sha256=digest,
@@ -809,16 +795,3 @@ def _image_view(image: Image) -> dict[str, Any]:
             {"face_id": f.id, "box": f.box, "quality": round(f.quality, 1), "model_id": f.model_id} for f in image.faces
         ],
     }
-
-
-def _size(data: bytes) -> tuple[int, int]:
-    """Return (height, width) of an encoded image already decoded once by the pipeline."""
-    import io
-
-    from PIL import Image as PILImage
-
-    try:
-        with PILImage.open(io.BytesIO(data)) as img:
-            return img.size[1], img.size[0]
-    except Exception as exc:
-        raise FacetraceError(f"cannot read the image size: {exc}") from None

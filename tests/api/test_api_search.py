@@ -34,7 +34,7 @@ def test_search_returns_the_engines_json_and_is_audited(gallery_api: Api) -> Non
     assert result["faces"][0]["candidates"][0]["person"]["external_id"] == "Bill_Paxton"
     assert len(result["faces"][0]["candidates"]) == 3
     # The very JSON of the engine (``facetrace search --json``) for the same photo.
-    assert result == api.service.gallery.search(probe.read_bytes(), name=probe.name, top_k=3)
+    assert result == api.service.gallery.search(probe.read_bytes(), name=probe.name, top_k=3).to_dict()
     event = api.audit("search")[-1]
     assert event["actor"] == "examiner" and event["outcome"] == "ok" and event["source"] == "testclient"
     assert event["detail"]["case_reference"] == WHY["case_reference"]
@@ -93,8 +93,11 @@ def test_compare(gallery_api: Api, special_dir: Path) -> None:
         f"{P}/compare", files=[upload(cesar[0], "a"), upload(cesar[2], "b")], headers=api.as_("reviewer")
     )
     assert same.status_code == 200
-    assert same.json() == api.service.gallery.compare(
-        cesar[0].read_bytes(), cesar[2].read_bytes(), names=(cesar[0].name, cesar[2].name)
+    assert (
+        same.json()
+        == api.service.gallery.compare(
+            cesar[0].read_bytes(), cesar[2].read_bytes(), names=(cesar[0].name, cesar[2].name)
+        ).to_dict()
     )
     other = api.client.post(
         f"{P}/compare", files=[upload(cesar[0], "a"), upload(elton[2], "b")], headers=api.as_("examiner")

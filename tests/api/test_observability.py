@@ -23,6 +23,7 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine
 
+from facetrace.gallery import ImageInput
 from facetrace.gallery.sources import EnrollItem
 from facetrace.logs import JsonFormatter, valid_request_id
 
@@ -240,7 +241,7 @@ def test_a_search_during_an_enrollment_does_not_resync_the_index(api: Api, monke
     gallery = api.service.gallery
     wait_ready(api)
     syncs: list[int] = []
-    real_sync, real_commit = gallery._sync_index, gallery._commit_face
+    real_sync, real_commit = gallery.keeper._sync_index, gallery.enroller._commit_face
 
     def counted_sync(index: Any) -> None:
         syncs.append(len(index))
@@ -251,10 +252,10 @@ def test_a_search_during_an_enrollment_does_not_resync_the_index(api: Api, monke
         gallery.search_faces([], top_k=1)  # what a concurrent search does at this very moment
         return committed
 
-    monkeypatch.setattr(gallery, "_sync_index", counted_sync)
-    monkeypatch.setattr(gallery, "_commit_face", commit_then_search)
+    monkeypatch.setattr(gallery.keeper, "_sync_index", counted_sync)
+    monkeypatch.setattr(gallery.enroller, "_commit_face", commit_then_search)
     item = EnrollItem("Bill_Paxton", "Bill Paxton", face_images("Bill_Paxton")[:1], "LFW (test subset)", "test data")
-    assert gallery.enroll_uploads([item]).images_enrolled == 1
+    assert gallery.enroll_images(item, [ImageInput.read(p) for p in item.images]).images_enrolled == 1
     assert syncs == []
     index = gallery.loaded_index()
     assert index is not None and len(index) == 1

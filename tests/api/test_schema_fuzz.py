@@ -214,5 +214,5 @@ def test_api_contract(caller: str, fuzz_api: Api, fuzz_schema: Any) -> None:
         assert gallery_snapshot(fuzz_api) == before, f"{caller} changed the enrolled gallery"
     # Whatever was fuzzed, the gallery still finds its people.
     probe = face_images(ENROLLED[0])[2]
-    found = fuzz_api.service.gallery.search(probe.read_bytes(), name=probe.name, top_k=1)
+    found = fuzz_api.service.gallery.search(probe.read_bytes(), name=probe.name, top_k=1).to_dict()
     assert found["faces"][0]["candidates"][0]["person"]["external_id"] == ENROLLED[0]

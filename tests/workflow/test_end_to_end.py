@@ -135,7 +135,7 @@ def test_a_case_whose_person_is_not_in_the_gallery_yields_no_lead(wf: Workflow, 
     threshold = case["matching"]["threshold"]
     assert case["matching"]["leads"]["created"] == []
     # The best candidate, as the plain gallery search sees it, is below the review threshold.
-    found = wf.gallery.search(probe.read_bytes(), name=probe.name, top_k=len(REPORTS))
+    found = wf.gallery.search(probe.read_bytes(), name=probe.name, top_k=len(REPORTS)).to_dict()
     best = max(c["score"] for c in found["faces"][0]["candidates"])
     assert best < threshold, f"distractor {DISTRACTOR} scores {best:.4f} >= review threshold {threshold:.4f}"
     # And from the other direction, each report searched against the open cases.

@@ -111,7 +111,7 @@ def _pdf_text(wf: Workflow, user: User, reference: str, monkeypatch: pytest.Monk
 
 
 def _candidates(gallery: Gallery, probe: Path) -> set[str]:
-    result = gallery.search(probe.read_bytes(), name=probe.name, top_k=10)
+    result = gallery.search(probe.read_bytes(), name=probe.name, top_k=10).to_dict()
     return {c["person"]["external_id"] for f in result["faces"] for c in f["candidates"]}
 
 
@@ -127,7 +127,7 @@ def _erasure_end_to_end(wf: Workflow, users: dict[str, User], smtp: Inbox, monke
     assert external_id in _candidates(wf.gallery, probe)
     assert "Kelly Clarkson" in _pdf_text(wf, users["olena"], case_ref, monkeypatch)
     # A stored job result (as a video search job keeps) that names the person.
-    search = wf.gallery.search(probe.read_bytes(), name=probe.name, top_k=5)
+    search = wf.gallery.search(probe.read_bytes(), name=probe.name, top_k=5).to_dict()
     with wf.db.session() as s:
         s.add(Job(kind="search_video", state="done", params={}, errors=[], result={"tracks": search["faces"]}))
 

@@ -113,7 +113,7 @@ def test_templates_are_encrypted_on_each_backend(wf: Workflow, key_files: list[P
     (template,) = [v for _, _, v in gallery.iter_faces()]
     assert template.tobytes() not in bytes(raw) and template.shape == (128,)
     assert gallery.get_person("P-1")["metadata"]["contacts"] == [FAMILY[0]]
-    best = gallery.search(second.read_bytes(), top_k=1)["faces"][0]["candidates"][0]
+    best = gallery.search(second.read_bytes(), top_k=1).to_dict()["faces"][0]["candidates"][0]
     assert best["person"]["external_id"] == "P-1" and best["similarity"] > 0.9, best
 
     settings = gallery.settings

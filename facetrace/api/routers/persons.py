@@ -6,7 +6,6 @@ Bulk imports (a manifest with many photos) run as background jobs: see ``POST /j
 from __future__ import annotations
 
 import json
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,10 +16,9 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from facetrace.api.gallery import server_gallery
 from facetrace.api.schemas import EnrollResult, Page, PersonDetail, PersonErasure, PersonListItem, file_response
 from facetrace.errors import ConflictError, NoFaceError, NotFoundError
-from facetrace.gallery.service import EnrollOutcome
+from facetrace.gallery import EnrollOutcome, ImageInput
 from facetrace.gallery.sources import EnrollItem
 from facetrace.http.deps import ServiceDep, read_image_upload
 from facetrace.http.roles import GalleryReader, Intake
@@ -98,13 +96,7 @@ def _enroll_uploads(service: Service, item: EnrollItem, uploads: list[UploadFile
         raise InvalidRequest(f"at most {MAX_IMAGES_PER_REQUEST} images per request; use an import job for more")
     limit = service.settings.max_upload_bytes
     files = [read_image_upload(u, limit) for u in uploads]
-    with tempfile.TemporaryDirectory(dir=service.settings.home, prefix=".upload-") as tmp:
-        for number, (data, name) in enumerate(files):
-            path = Path(tmp) / str(number) / name  # one folder per file: names may repeat
-            path.parent.mkdir()
-            path.write_bytes(data)
-            item.images.append(path)
-        outcome = server_gallery(service).enroll_uploads([item])
+    outcome = service.gallery.enroll_images(item, [ImageInput(name, data) for data, name in files])
     for error in outcome.errors:
         error["file"] = Path(error["file"]).name
     if outcome.images_enrolled == 0 and outcome.images_skipped == 0:

@@ -1,10 +1,11 @@
-"""The server's gallery: the engine's :class:`Gallery` with uploads analysed in a pool of worker processes.
+"""The gallery's face model: detecting and embedding faces in encoded images, in this process or in a
+pool of worker processes.
 
-dlib holds the GIL while it embeds a face, so analysis on the server's request threads would
-stall every other request. Uploaded images are therefore decoded and analysed in a pool of
-worker processes (``Settings.analysis_processes``; 1 = in the server process, serialised), and
-only the fast FAISS search runs in the server. A worker that crashes on a hostile file takes
-only itself down.
+dlib holds the GIL while it embeds a face, so analysis on a server's request threads would stall
+every other request. A server therefore gives its gallery an :class:`AnalysisPool`
+(``Settings.analysis_processes``): uploaded images are decoded and analysed in worker processes and
+only the fast index search runs in the server; a worker that crashes on a hostile file takes only
+itself down. Without a pool, images are analysed in this process, one at a time.
 """
 
 from __future__ import annotations
@@ -12,21 +13,15 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import threading
-import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from pathlib import Path
 from typing import Any
 
 from facetrace.config import Settings
 from facetrace.errors import FacetraceError
-from facetrace.gallery.service import EnrollOutcome, Gallery
-from facetrace.gallery.sources import EnrollItem
-from facetrace.store.db import Database
-from facetrace.usecases.metrics import Metrics
 from facetrace.vision.decode import decode_image
 from facetrace.vision.parallel import default_workers
-from facetrace.vision.pipeline import Face, get_analyzer
+from facetrace.vision.pipeline import Face, FaceAnalyzer, get_analyzer
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +29,16 @@ log = logging.getLogger(__name__)
 class AnalysisUnavailable(FacetraceError):
     code = "unavailable"
     status = 503
+
+
+def analyzer_options(settings: Settings) -> dict[str, Any]:
+    """Return the options that build the deployment's face analyser (here or in worker processes)."""
+    return {
+        "detector": settings.detector,
+        "max_pixels": settings.max_pixels,
+        "detect_max_side": settings.detect_max_side,
+        "embedder_name": settings.embedder,
+    }
 
 
 def _analyze_in_worker(data: bytes, name: str, max_pixels: int, options: dict[str, Any]) -> list[Face] | FacetraceError:
@@ -54,6 +59,13 @@ class AnalysisPool:
         self._executor: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
         self.closed = False
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> AnalysisPool | None:
+        """Return the pool a server of ``settings`` analyses in, or None when it analyses in its own
+        process (``analysis_processes`` 1, or one usable core)."""
+        processes = settings.analysis_processes or default_workers()
+        return cls(processes, analyzer_options(settings), settings.max_pixels) if processes > 1 else None
 
     def health(self) -> tuple[bool, str]:
         """Return (usable, what state it is in) without starting anything: for the readiness check.
@@ -111,6 +123,7 @@ class AnalysisPool:
         return result
 
     def close(self) -> None:
+        """Stop the worker processes (waiting for the images being analysed)."""
         with self._lock:
             self.closed = True
             if self._executor is not None:
@@ -118,85 +131,65 @@ class AnalysisPool:
                 self._executor = None
 
 
-class ServiceGallery(Gallery):
-    """The engine's :class:`Gallery`, analysing uploads in the pool (or serialised in-process)."""
+class FaceModel:
+    """The deployment's face analyser, loaded on first use, and where images are analysed.
 
-    def __init__(self, settings: Settings, *, db: Database, metrics: Metrics | None = None) -> None:
-        super().__init__(settings, db=db)
-        self.metrics = metrics or Metrics()
-        processes = settings.analysis_processes or default_workers()
-        self.pool = AnalysisPool(processes, self.analyzer_options, settings.max_pixels) if processes > 1 else None
+    ``pool``: analyse :meth:`detect`'s images in these worker processes; without one they are
+    analysed here, one at a time (dlib's models are not meant for concurrent calls).
+    """
+
+    def __init__(self, settings: Settings, pool: AnalysisPool | None = None) -> None:
+        self.settings = settings
+        self.pool = pool
+        self._analyzer: FaceAnalyzer | None = None
         self._analysis_lock = threading.Lock()
 
+    @property
+    def options(self) -> dict[str, Any]:
+        """The options that build this analyser (see :func:`analyzer_options`)."""
+        return analyzer_options(self.settings)
+
+    @property
+    def analyzer(self) -> FaceAnalyzer:
+        """The analyser of this process, loaded on first use."""
+        if self._analyzer is None:
+            self._analyzer = get_analyzer(**self.options)
+        return self._analyzer
+
+    @property
+    def model_id(self) -> str:
+        """The embedding model's identifier (templates of other models are not comparable)."""
+        return self.analyzer.model_id
+
+    @property
+    def dim(self) -> int:
+        """The length of the model's templates."""
+        return int(getattr(self.analyzer.embedder, "dim", 128))
+
     def detect(self, data: bytes, name: str = "image") -> list[Face]:
-        """Return every face in encoded image ``data``. Raises ImageError for bad images."""
+        """Return every face in encoded image ``data``.
+
+        Raises:
+            ImageError: not a usable image (or over the pixel limit).
+            AnalysisUnavailable: a worker of the pool died (the pool is restarted for the next request).
+        """
         if self.pool is not None:
             return self.pool.detect(data, name)
-        with self._analysis_lock:  # dlib's models are not meant for concurrent calls
-            return super().detect(data, name)
-
-    def loaded_index(self) -> Any:
-        """Return the index when it is loaded in memory, else None (never loads it)."""
-        return self._index
-
-    def index_consistency(self, *, lock_timeout: float = 0.5) -> tuple[bool, str]:
-        """Return (ok, state) of the loaded index against the database, cheaply: one grouped count.
-
-        The index must hold exactly the database's templates when both are at the same gallery
-        version; when the database is ahead (an enrollment committed, its template about to be
-        added, or another process enrolled) the index catches up with the next search, so that is
-        no failure. Never loads or syncs the index itself.
-        """
-        for attempt in range(2):
-            if not self._lock.acquire(timeout=lock_timeout):
-                return True, "busy: the index is being brought in line with the database"
-            try:
-                index = self._index
-                if index is None:
-                    return False, "loading: the index is not in memory yet"
-                held, version = len(index), self._version
-                stored = self._face_count()
-                current = self.db.gallery_version()
-            finally:
-                self._lock.release()
-            if current != version:
-                return True, "catching up: the database changed since the index was last brought in line"
-            if held == stored:
-                return True, "loaded, in line with the database"
-            if attempt == 0:
-                time.sleep(0.2)  # an enrollment in another thread may be adding its template right now
-        log.error("readiness: the index holds %d templates, the database %d at the same version", held, stored)
-        return False, "damaged: the index and the database disagree on the templates they hold"
-
-    def analysis_workers_alive(self) -> int:
-        """Return the live analysis worker processes (1 when images are analysed in the server)."""
-        return self.pool.alive() if self.pool is not None else 1
-
-    def _enroll_one(
-        self,
-        item: EnrollItem,
-        path: Path,
-        data: bytes,
-        digest: str,
-        result: Any,
-        outcome: EnrollOutcome,
-    ) -> str | None:
-        # Counted image by image (not when a whole import ends), so that metrics follow a long import.
-        enrolled, skipped = outcome.images_enrolled, outcome.images_skipped
-        error = super()._enroll_one(item, path, data, digest, result, outcome)
-        self.metrics.count_enrollment(
-            enrolled=outcome.images_enrolled - enrolled,
-            skipped=outcome.images_skipped - skipped,
-            failed=1 if error else 0,
-        )
-        return error
-
-    def enroll_uploads(self, items: list[EnrollItem]) -> EnrollOutcome:
-        """Enroll a few uploaded images in this thread (bulk imports run as jobs); return the outcome."""
+        image = decode_image(data, max_pixels=self.settings.max_pixels, name=name)
         with self._analysis_lock:
-            return self.enroll(items, workers=1)
+            return self.analyzer.analyze(image)
+
+    def analyze_here(self, data: bytes, name: str, *, largest_only: bool) -> list[Face] | FacetraceError:
+        """Return the faces of encoded image ``data`` analysed in this process (serialised with every other
+        analysis here), or the error that stopped it, as a value (an enrollment records it and goes on)."""
+        try:
+            image = decode_image(data, max_pixels=self.settings.max_pixels, name=name)
+            with self._analysis_lock:
+                return self.analyzer.analyze(image, largest_only=largest_only)
+        except FacetraceError as exc:
+            return exc
 
     def close(self) -> None:
+        """Stop the pool's worker processes, if any."""
         if self.pool is not None:
             self.pool.close()
-        super().close()
