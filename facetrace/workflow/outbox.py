@@ -45,9 +45,9 @@ from facetrace.config import Settings
 from facetrace.errors import ConflictError, FacetraceError
 from facetrace.faults import fault_point
 from facetrace.store.accounts import User
-from facetrace.store.audit import append_event
 from facetrace.store.models import Image
 from facetrace.store.workflow_models import Contact, Identification, Notification, NotificationAttempt
+from facetrace.workflow import queries
 from facetrace.workflow.common import (
     SEND_ROLES,
     as_utc,
@@ -55,7 +55,7 @@ from facetrace.workflow.common import (
     notification_view,
     required_text,
 )
-from facetrace.workflow.notify import NotifyMixin
+from facetrace.workflow.context import WorkflowContext
 
 MAX_STALE_SECONDS = 100 * 365 * 86400.0  # a century: nothing has been "sending" that long
 RESOLUTIONS = ("delivered", "resend", "cancel")
@@ -141,15 +141,18 @@ def deliver(settings: Settings, message: EmailMessage, recipient: str) -> Delive
             smtp.close()
 
 
-class OutboxMixin(NotifyMixin):
+class Outbox:
     """Send approved notifications (at most once) and resolve deliveries of unknown outcome."""
+
+    def __init__(self, ctx: WorkflowContext) -> None:
+        self.ctx = ctx
 
     def _build_message(self, session: Session, note: Notification) -> EmailMessage:
         """Return the e-mail of a notification. Raises FacetraceError when an attachment is missing."""
         contact = session.get(Contact, note.contact_id)
         msg = EmailMessage()
-        sender = self.settings.smtp_sender
-        msg["From"] = sender if "<" in sender else formataddr((self.settings.organisation_name, sender))
+        sender = self.ctx.settings.smtp_sender
+        msg["From"] = sender if "<" in sender else formataddr((self.ctx.settings.organisation_name, sender))
         msg["To"] = formataddr((contact.name if contact else "", note.recipient))
         msg["Subject"] = note.subject
         msg["Message-ID"] = note.message_id
@@ -162,7 +165,7 @@ class OutboxMixin(NotifyMixin):
             image = session.get(Image, image_id)
             if image is None:
                 raise FacetraceError(f"attached image {image_id} no longer exists")
-            data = self.gallery.media.read(image.media_path)
+            data = self.ctx.gallery.media.read(image.media_path)
             suffix = Path(image.media_path).suffix.lower() or ".jpg"
             mime = mimetypes.types_map.get(suffix, "application/octet-stream")
             maintype, subtype = mime.split("/", 1)
@@ -171,32 +174,13 @@ class OutboxMixin(NotifyMixin):
         msg["Content-Language"] = note.language
         return msg
 
-    def _audit_outcome(
-        self,
-        session: Session,
-        actor: User | None,
-        action: str,
-        records: list[str],
-        outcome: str,
-        detail: dict[str, Any],
-    ) -> None:
-        append_event(
-            session,
-            actor=actor.username if actor is not None else None,
-            action=action,
-            records=records,
-            outcome=outcome,
-            source=self.source,
-            detail=detail,
-        )
-
     def _mark_stale(self, actor: User | None, stale_after_s: float) -> list[int]:
         """Mark notifications ``sending`` for longer than ``stale_after_s`` as ``unknown`` (never resent)."""
         # timedelta holds at most ~2.7 million years: a longer (or infinite, or NaN) wait means "never".
         seconds = min(stale_after_s, MAX_STALE_SECONDS) if math.isfinite(stale_after_s) else MAX_STALE_SECONDS
         cutoff = datetime.now(UTC) - timedelta(seconds=seconds)
         marked = []
-        with self.db.session() as session:
+        with self.ctx.db.session() as session:
             rows = session.execute(
                 select(Notification).where(Notification.status == "sending").with_for_update()
             ).scalars()
@@ -220,20 +204,21 @@ class OutboxMixin(NotifyMixin):
                     attempt.outcome = "unknown"
                     attempt.detail = {"note": "found unfinished after a restart"}
                 marked.append(note.id)
-                self._audit_outcome(
+                self.ctx.audit(
                     session,
                     actor,
                     "notification.delivery_unknown",
                     [f"notification:{note.id}"],
-                    "error",
                     {"message_id": note.message_id, "sending_since": since.isoformat() if since else None},
+                    outcome="error",
                 )
         return marked
 
-    def _claim(self, actor: User | None, nid: int) -> tuple[int, EmailMessage, str] | None:
-        """Commit approved/failed -> sending before any SMTP traffic; return (attempt id, message,
+    def claim(self, actor: User | None, nid: int) -> tuple[int, EmailMessage, str] | None:
+        """Commit approved/failed -> sending before any SMTP traffic (the first step of sending a
+        notification; :meth:`record_delivery` is the second); return (attempt id, message,
         recipient), or None when another sender claimed it first or it is no longer sendable."""
-        with self.db.session() as session:
+        with self.ctx.db.session() as session:
             note = session.get(Notification, nid)
             if note is None:
                 return None
@@ -244,10 +229,10 @@ class OutboxMixin(NotifyMixin):
                     return None
                 note.status = "failed"
                 note.last_error = exc.message
-                note.attempts = self.settings.notification_max_attempts  # retrying cannot help
-                self._audit_outcome(
-                    session, actor, "notification.deliver", [f"notification:{nid}"], "error", {"error": exc.message}
-                )
+                note.attempts = self.ctx.settings.notification_max_attempts  # retrying cannot help
+                records = [f"notification:{nid}"]
+                detail = {"error": exc.message}
+                self.ctx.audit(session, actor, "notification.deliver", records, detail, outcome="error")
                 return None
             claimed = session.execute(
                 update(Notification)
@@ -261,21 +246,21 @@ class OutboxMixin(NotifyMixin):
             attempt = NotificationAttempt(notification_id=nid, number=note.attempts, detail={})
             session.add(attempt)
             session.flush()
-            self._audit_outcome(
+            self.ctx.audit(
                 session,
                 actor,
                 "notification.send",
                 [f"notification:{nid}", f"identification:{note.identification_id}", f"contact:{note.contact_id}"],
-                "ok",
                 {"attempt": note.attempts, "message_id": note.message_id, "attachments": list(note.attachments or [])},
             )
             return attempt.id, message, note.recipient
 
-    def _record_delivery(self, actor: User | None, nid: int, attempt_id: int, delivery: Delivery) -> dict[str, Any]:
-        """Record an attempt's outcome (its own transaction, after the SMTP dialogue)."""
+    def record_delivery(self, actor: User | None, nid: int, attempt_id: int, delivery: Delivery) -> dict[str, Any]:
+        """Record the outcome of an attempt :meth:`claim` started (its own transaction, after the SMTP
+        dialogue); return ``{"id", "status", "outcome", "smtp_code", "detail"}``."""
         now = datetime.now(UTC)
-        with self.db.session() as session:
-            note = self._notification(session, nid, for_update=True)
+        with self.ctx.db.session() as session:
+            note = queries.notification_by_id(session, nid, for_update=True)
             attempt = session.get(NotificationAttempt, attempt_id)
             if attempt is not None:
                 attempt.finished_at = now
@@ -294,13 +279,13 @@ class OutboxMixin(NotifyMixin):
             note.sending_since = None
             if delivery.outcome in ("refused", "error"):
                 self._after_undelivered_withdrawn(session, actor, note)
-            self._audit_outcome(
+            self.ctx.audit(
                 session,
                 actor,
                 "notification.deliver",
                 [f"notification:{nid}", f"identification:{note.identification_id}", f"contact:{note.contact_id}"],
-                "ok" if delivery.outcome == "accepted" else "error",
                 {"delivery": delivery.outcome, "smtp_code": delivery.code, "attempt": note.attempts},
+                outcome="ok" if delivery.outcome == "accepted" else "error",
             )
             return {
                 "id": nid,
@@ -327,7 +312,7 @@ class OutboxMixin(NotifyMixin):
         for correction in corrections:
             correction.status = "cancelled"
             correction.flag = f"notification {note.id}, which it corrects, was never delivered"
-            self._audit(
+            self.ctx.audit(
                 session,
                 actor,
                 "notification.cancel",
@@ -351,18 +336,19 @@ class OutboxMixin(NotifyMixin):
         Raises:
             PermissionDenied.
         """
-        with self._tx(actor, "notification.send", []) as session:
-            user = self._user(session, actor, SEND_ROLES, "sending notifications") if actor is not None else None
-        stale = self.settings.notification_stale_seconds if stale_after_s is None else stale_after_s
+        with self.ctx.transaction(actor, "notification.send", []) as session:
+            doing = "sending notifications"
+            user = self.ctx.acting_user(session, actor, SEND_ROLES, doing) if actor is not None else None
+        stale = self.ctx.settings.notification_stale_seconds if stale_after_s is None else stale_after_s
         marked = self._mark_stale(user, max(0.0, float(stale)))
-        with self.db.sessions() as session:
+        with self.ctx.db.sessions() as session:
             stmt = (
                 select(Notification.id)
                 .where(
                     (Notification.status == "approved")
                     | (
                         (Notification.status == "failed")
-                        & (Notification.attempts < self.settings.notification_max_attempts)
+                        & (Notification.attempts < self.ctx.settings.notification_max_attempts)
                     )
                 )
                 .order_by(Notification.id)
@@ -372,14 +358,14 @@ class OutboxMixin(NotifyMixin):
             todo = list(session.execute(stmt).scalars())
         results = []
         for nid in todo:
-            claimed = self._claim(user, nid)
+            claimed = self.claim(user, nid)
             if claimed is None:
                 continue
             attempt_id, message, recipient = claimed
             fault_point("notify.after_claim")
-            delivery = deliver(self.settings, message, recipient)
+            delivery = deliver(self.ctx.settings, message, recipient)
             fault_point("notify.after_deliver")
-            results.append(self._record_delivery(user, nid, attempt_id, delivery))
+            results.append(self.record_delivery(user, nid, attempt_id, delivery))
         counts = {k: sum(1 for r in results if r["status"] == k) for k in ("sent", "failed", "refused", "unknown")}
         return {"results": results, "marked_unknown": marked, **counts}
 
@@ -396,16 +382,16 @@ class OutboxMixin(NotifyMixin):
         """
         check_choice(resolution, RESOLUTIONS, "resolution")
         why = required_text(rationale, "rationale")
-        with self._tx(actor, "notification.resolve", [f"notification:{notification_id}"]) as session:
-            user = self._user(session, actor, SEND_ROLES, "resolving a notification")
-            note = self._notification(session, notification_id, for_update=True)
+        with self.ctx.transaction(actor, "notification.resolve", [f"notification:{notification_id}"]) as session:
+            user = self.ctx.acting_user(session, actor, SEND_ROLES, "resolving a notification")
+            note = queries.notification_by_id(session, notification_id, for_update=True)
             if note.status not in RESOLVABLE[resolution]:
                 raise ConflictError(
                     f"notification {note.id} is {note.status}; {resolution!r} applies to "
                     f"{', '.join(RESOLVABLE[resolution])}"
                 )
             if resolution == "resend" and note.kind == "identification":
-                ident = self._identification(session, note.identification_id)
+                ident = queries.identification_by_id(session, note.identification_id)
                 if ident.status != "confirmed":
                     raise ConflictError(f"identification {ident.id} was withdrawn; do not resend its notification")
             before = note.status
@@ -417,7 +403,7 @@ class OutboxMixin(NotifyMixin):
                 note.status = "cancelled"
             note.sending_since = None
             note.flag = f"{resolution} by {user.username}: {why}"
-            self._audit(
+            self.ctx.audit(
                 session,
                 user,
                 "notification.resolve",
