@@ -228,9 +228,11 @@ def _photo_add_command(kind: str, doc: str) -> Callable[..., None]:
 
 
 def _update(
-    kind: str, reference: str, user: str, fields: dict[str, Any], retain_until: str | None, json_out: bool
+    kind: str, reference: str, user: str, json_out: bool, retain_until: str | None, **options: str | None
 ) -> None:
-    """Change the given fields of a report or case (``retain_until`` 'none' removes the date)."""
+    """Change the fields of a report or case (``kind``) whose option was given; ``retain_until``
+    'none' (or empty) removes the retention date."""
+    fields: dict[str, Any] = {key: value for key, value in options.items() if value is not None}
     if retain_until is not None:
         fields["retain_until"] = None if retain_until.strip().lower() in ("", "none") else retain_until
     with _session(user) as (wf, actor):
@@ -314,21 +316,20 @@ def report_update(
     json_out: JsonOpt = False,
 ) -> None:
     """Change a report's fields, then match it again."""
-    fields: dict[str, Any] = {
-        k: v
-        for k, v in {
-            "name": name,
-            "description": description,
-            "status": status,
-            "reported_by": reported_by,
-            "source": source,
-            "legal_basis": legal_basis,
-        }.items()
-        if v is not None
-    }
-    if date_of_birth is not None:
-        fields["date_of_birth"] = date_of_birth
-    _update("report", reference, user, fields, retain_until, json_out)
+    _update(
+        "report",
+        reference,
+        user,
+        json_out,
+        retain_until,
+        name=name,
+        date_of_birth=date_of_birth,
+        description=description,
+        status=status,
+        reported_by=reported_by,
+        source=source,
+        legal_basis=legal_basis,
+    )
 
 
 report_app.command("photo-add")(
@@ -489,20 +490,19 @@ def case_update(
     json_out: JsonOpt = False,
 ) -> None:
     """Change a case's fields; an open case is searched again."""
-    fields: dict[str, Any] = {
-        k: v
-        for k, v in {
-            "condition": condition,
-            "found_place": found_place,
-            "holding_organisation": holding_organisation,
-            "description": description,
-            "status": status,
-        }.items()
-        if v is not None
-    }
-    if found_at is not None:
-        fields["found_at"] = found_at
-    _update("case", reference, user, fields, retain_until, json_out)
+    _update(
+        "case",
+        reference,
+        user,
+        json_out,
+        retain_until,
+        condition=condition,
+        found_at=found_at,
+        found_place=found_place,
+        holding_organisation=holding_organisation,
+        description=description,
+        status=status,
+    )
 
 
 case_app.command("photo-add")(
