@@ -11,8 +11,8 @@ Use one :class:`Workflow` per gallery and call its services (``workflow.reports`
 """
 
 from facetrace.workflow.common import InvalidInput, PhotoInput
-from facetrace.workflow.outbox import Delivery, deliver
 from facetrace.workflow.service import Workflow
+from facetrace.workflow.smtp import Delivery, deliver
 from facetrace.workflow.templates import TemplateRenderer
 
 __all__ = ["Delivery", "InvalidInput", "PhotoInput", "TemplateRenderer", "Workflow", "deliver"]

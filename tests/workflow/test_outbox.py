@@ -13,8 +13,8 @@ from wftest import DroppingSmtpServer, Inbox, face_images, free_port, identify, 
 from facetrace.errors import PolicyError
 from facetrace.store.accounts import AuditEvent, User
 from facetrace.store.audit import verify_chain
-from facetrace.workflow import InvalidInput, Workflow
-from facetrace.workflow.outbox import Outbox, deliver
+from facetrace.workflow import InvalidInput, Workflow, deliver
+from facetrace.workflow.outbox import Outbox
 
 FAMILY = [
     {"name": "Iryna Kovalenko", "relation": "sister", "email": "iryna@family.example", "language": "uk"},
