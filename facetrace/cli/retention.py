@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from facetrace.cli.accounts import cli_actor
 from facetrace.cli.output import console, emit_json, fail, progress_bar
 from facetrace.config import get_settings
 
@@ -40,7 +41,8 @@ def retention_apply(
     """Erase every record whose retain_until is at or before now, each with its own audit event
     (reason "retention expired"). Idempotent: safe to run again, e.g. after a crash, or daily from cron.
     Exits 1 when a due record was left in place (blocked)."""
-    from facetrace.cli.accounts import cli_actor
+    # Imported here, not above: the gallery (and the workflow package, which loads it) brings the
+    # face models and the index libraries, and other commands should not wait for them.
     from facetrace.gallery import Gallery
     from facetrace.workflow.retention import apply_retention, parse_retain_until
 

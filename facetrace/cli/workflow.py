@@ -8,7 +8,8 @@ read the data home anyway), and each audit event also records the OS user as its
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -16,12 +17,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
+from facetrace.cli.accounts import cli_actor
 from facetrace.cli.output import console, emit_json, fail
 from facetrace.config import get_settings
 from facetrace.errors import FacetraceError
+from facetrace.store.accounts import User, get_user
 
 if TYPE_CHECKING:
-    from facetrace.store.accounts import User
     from facetrace.workflow import PhotoInput, Workflow
 
 report_app = typer.Typer(help="Missing-person reports: provenance, contacts, reference photos.", no_args_is_help=True)
@@ -42,6 +44,11 @@ AsOpt = Annotated[
     ),
 ]
 PhotosOpt = Annotated[list[Path] | None, typer.Option("--photo", help="A photo file; repeat for several.")]
+ReasonOpt = Annotated[str, typer.Option(help="The legal reason, kept in the audit trail.")]
+ForceOpt = Annotated[
+    bool, typer.Option("--force", help="Erase even with a lead under review or a pending notification.")
+]
+YesOpt = Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")]
 
 
 def register(app: typer.Typer) -> None:
@@ -56,9 +63,9 @@ def register(app: typer.Typer) -> None:
 @contextmanager
 def _session(username: str) -> Iterator[tuple[Workflow, User]]:
     """Yield the workflow and the acting user. Raises FacetraceError for an unknown user."""
-    from facetrace.cli.accounts import cli_actor
+    # Imported here, not above: the gallery loads the face models and the index libraries, and
+    # ``facetrace --help`` (or any other command) should not wait for them.
     from facetrace.gallery import Gallery
-    from facetrace.store.accounts import get_user
     from facetrace.workflow import Workflow
 
     if not username:
@@ -74,7 +81,7 @@ def _session(username: str) -> Iterator[tuple[Workflow, User]]:
 
 
 def _photos(paths: list[Path] | None) -> list[PhotoInput]:
-    from facetrace.workflow import PhotoInput
+    from facetrace.workflow import PhotoInput  # the workflow package loads the gallery: see _session
 
     out = []
     for path in paths or []:
@@ -131,6 +138,116 @@ def _exit_on_photo_errors(result: dict[str, Any], json_out: bool) -> None:
         raise SystemExit(1)
 
 
+# -- what reports and cases share -----------------------------------------------------------------
+def _get_record(wf: Workflow, actor: User, kind: str, reference: str) -> dict[str, Any]:
+    return wf.reports.get_report(actor, reference) if kind == "report" else wf.cases.get_case(actor, reference)
+
+
+def _show_command(kind: str, doc: str) -> Callable[..., None]:
+    """Return the ``show`` command of reports or cases (``kind``), with ``doc`` as its help."""
+
+    def show(reference: str, user: AsOpt = "", json_out: JsonOpt = False) -> None:
+        with _session(user) as (wf, actor):
+            record = _get_record(wf, actor, kind, reference)
+        if json_out:
+            emit_json(record)
+        elif kind == "report":
+            _print_report(record)
+        else:
+            _print_case(record)
+
+    show.__doc__ = doc
+    return show
+
+
+def _print_report(r: dict[str, Any]) -> None:
+    p = r["provenance"]
+    console.print(
+        f"{r['reference']}: {r['name']} (born {r['date_of_birth'] or '?'}) - {r['status']}\n"
+        f"  reported by {p['reported_by']}; source {p['source']}; legal basis {p['legal_basis']}; "
+        f"consent {'yes' if p['consent'] else 'no'} {p['consent_date'] or ''}",
+        markup=False,
+        highlight=False,
+    )
+    for c in r["contacts"]:
+        console.print(
+            f"  contact {c['id']}: {c['name']} ({c['relation']}) "
+            f"{c['email'] or ''} {c['phone'] or ''} [{c['language']}]",
+            markup=False,
+        )
+    console.print(f"  {len(r['photos'])} photo(s), {len(r['leads'])} lead(s), {len(r['duplicates'])} duplicate flag(s)")
+
+
+def _print_case(c: dict[str, Any]) -> None:
+    console.print(
+        f"{c['reference']}: {c['condition']}, found {c['found_at'] or '?'} at {c['found_place'] or '?'}; "
+        f"held by {c['holding_organisation'] or '?'} - {c['status']}\n"
+        f"  {len(c['photos'])} photo(s), {len(c['leads'])} lead(s)",
+        markup=False,
+        highlight=False,
+    )
+
+
+def _match_command(kind: str, doc: str) -> Callable[..., None]:
+    """Return the ``match`` command of reports or cases (``kind``), with ``doc`` as its help."""
+
+    def match(reference: str, user: AsOpt = "", json_out: JsonOpt = False) -> None:
+        with _session(user) as (wf, actor):
+            if kind == "report":
+                result = wf.matching.match_report(actor, reference)
+            else:
+                result = wf.matching.match_case(actor, reference)
+        _print(result, json_out, f"{kind} {reference}{_matching_line(result)}")
+
+    match.__doc__ = doc
+    return match
+
+
+def _photo_add_command(kind: str, doc: str) -> Callable[..., None]:
+    """Return the ``photo-add`` command of reports or cases (``kind``), with ``doc`` as its help.
+    It exits 1 when a photo could not be enrolled (reports only: a case takes all or none)."""
+
+    def photo_add(reference: str, photos: list[Path], user: AsOpt = "", json_out: JsonOpt = False) -> None:
+        data = _photos(photos)
+        with _session(user) as (wf, actor):
+            if kind == "report":
+                result = wf.reports.add_report_photos(actor, reference, data)
+            else:
+                result = wf.cases.add_case_photos(actor, reference, data)
+        p = result["photos"]
+        if kind == "report":
+            done = f"{p['enrolled']} enrolled, {p['skipped']} already there, {len(p['errors'])} error(s)"
+        else:
+            done = f"{len(p['added'])} photo(s) added, {p['skipped']} already there"
+        line = f"{kind} {result[kind]['reference']}: {done}{_matching_line(result['matching'])}"
+        _print(result, json_out, line)
+        _exit_on_photo_errors(result, json_out)
+
+    photo_add.__doc__ = doc
+    return photo_add
+
+
+def _update(
+    kind: str, reference: str, user: str, json_out: bool, retain_until: str | None, **options: str | None
+) -> None:
+    """Change the fields of a report or case (``kind``) whose option was given; ``retain_until``
+    'none' (or empty) removes the retention date."""
+    fields: dict[str, Any] = {key: value for key, value in options.items() if value is not None}
+    if retain_until is not None:
+        fields["retain_until"] = None if retain_until.strip().lower() in ("", "none") else retain_until
+    with _session(user) as (wf, actor):
+        if kind == "report":
+            result = wf.reports.update_report(actor, reference, **fields)
+        else:
+            result = wf.cases.update_case(actor, reference, **fields)
+    _print(
+        result,
+        json_out,
+        f"{kind} {result[kind]['reference']}: changed {', '.join(result['changed']) or 'nothing'}"
+        f"{_matching_line(result['matching'])}",
+    )
+
+
 # -- reports --------------------------------------------------------------------------------------
 @report_app.command("add")
 def report_add(
@@ -157,7 +274,7 @@ def report_add(
     contacts = [_contact(c) for c in contact or []]
     photos = _photos(photo)
     with _session(user) as (wf, actor):
-        result = wf.create_report(
+        result = wf.reports.create_report(
             actor,
             name=name,
             reported_by=reported_by,
@@ -199,46 +316,25 @@ def report_update(
     json_out: JsonOpt = False,
 ) -> None:
     """Change a report's fields, then match it again."""
-    fields: dict[str, Any] = {
-        k: v
-        for k, v in {
-            "name": name,
-            "description": description,
-            "status": status,
-            "reported_by": reported_by,
-            "source": source,
-            "legal_basis": legal_basis,
-        }.items()
-        if v is not None
-    }
-    if date_of_birth is not None:
-        fields["date_of_birth"] = date_of_birth
-    if retain_until is not None:
-        fields["retain_until"] = None if retain_until.strip().lower() in ("", "none") else retain_until
-    with _session(user) as (wf, actor):
-        result = wf.update_report(actor, reference, **fields)
-    _print(
-        result,
+    _update(
+        "report",
+        reference,
+        user,
         json_out,
-        f"report {result['report']['reference']}: changed {', '.join(result['changed']) or 'nothing'}"
-        f"{_matching_line(result['matching'])}",
+        retain_until,
+        name=name,
+        date_of_birth=date_of_birth,
+        description=description,
+        status=status,
+        reported_by=reported_by,
+        source=source,
+        legal_basis=legal_basis,
     )
 
 
-@report_app.command("photo-add")
-def report_photo_add(reference: str, photos: list[Path], user: AsOpt = "", json_out: JsonOpt = False) -> None:
-    """Enroll more reference photos of a report (idempotent), then match it again."""
-    data = _photos(photos)
-    with _session(user) as (wf, actor):
-        result = wf.add_report_photos(actor, reference, data)
-    p = result["photos"]
-    _print(
-        result,
-        json_out,
-        f"report {result['report']['reference']}: {p['enrolled']} enrolled, {p['skipped']} already there, "
-        f"{len(p['errors'])} error(s){_matching_line(result['matching'])}",
-    )
-    _exit_on_photo_errors(result, json_out)
+report_app.command("photo-add")(
+    _photo_add_command("report", "Enroll more reference photos of a report (idempotent), then match it again.")
+)
 
 
 @report_app.command("contact-add")
@@ -254,7 +350,7 @@ def report_contact_add(
 ) -> None:
     """Register a family contact on a report (the only possible notification recipients)."""
     with _session(user) as (wf, actor):
-        result = wf.add_contact(
+        result = wf.reports.add_contact(
             actor, reference, name=name, relation=relation, email=email, phone=phone, language=language
         )
     _print(result, json_out, f"contact {result['id']} registered: {result['name']} ({result['relation']})")
@@ -271,7 +367,7 @@ def report_list(
 ) -> None:
     """List reports, newest first."""
     with _session(user) as (wf, actor):
-        rows = wf.list_reports(actor, status=status, query=query, offset=offset, limit=limit)
+        rows = wf.reports.list_reports(actor, status=status, query=query, offset=offset, limit=limit)
     if json_out:
         emit_json(rows)
         return
@@ -281,37 +377,12 @@ def report_list(
     console.print(table)
 
 
-@report_app.command("show")
-def report_show(reference: str, user: AsOpt = "", json_out: JsonOpt = False) -> None:
-    """Show a report with its contacts, photos, leads, duplicates and identifications."""
-    with _session(user) as (wf, actor):
-        r = wf.get_report(actor, reference)
-    if json_out:
-        emit_json(r)
-        return
-    p = r["provenance"]
-    console.print(
-        f"{r['reference']}: {r['name']} (born {r['date_of_birth'] or '?'}) - {r['status']}\n"
-        f"  reported by {p['reported_by']}; source {p['source']}; legal basis {p['legal_basis']}; "
-        f"consent {'yes' if p['consent'] else 'no'} {p['consent_date'] or ''}",
-        markup=False,
-        highlight=False,
-    )
-    for c in r["contacts"]:
-        console.print(
-            f"  contact {c['id']}: {c['name']} ({c['relation']}) "
-            f"{c['email'] or ''} {c['phone'] or ''} [{c['language']}]",
-            markup=False,
-        )
-    console.print(f"  {len(r['photos'])} photo(s), {len(r['leads'])} lead(s), {len(r['duplicates'])} duplicate flag(s)")
+report_app.command("show")(
+    _show_command("report", "Show a report with its contacts, photos, leads, duplicates and identifications.")
+)
 
 
-@report_app.command("match")
-def report_match(reference: str, user: AsOpt = "", json_out: JsonOpt = False) -> None:
-    """Search a report against all open cases again (idempotent)."""
-    with _session(user) as (wf, actor):
-        result = wf.match_report(actor, reference)
-    _print(result, json_out, f"report {reference}{_matching_line(result)}")
+report_app.command("match")(_match_command("report", "Search a report against all open cases again (idempotent)."))
 
 
 @report_app.command("duplicates")
@@ -322,7 +393,7 @@ def report_duplicates(
 ) -> None:
     """List possible duplicate reports (the same person reported twice)."""
     with _session(user) as (wf, actor):
-        rows = wf.list_duplicates(actor, status=None if status == "all" else status)
+        rows = wf.matching.list_duplicates(actor, status=None if status == "all" else status)
     if json_out:
         emit_json(rows)
         return
@@ -349,7 +420,7 @@ def report_merge(
 ) -> None:
     """Merge report SOURCE into report INTO (both histories are kept)."""
     with _session(user) as (wf, actor):
-        result = wf.merge_reports(actor, source, into, rationale=rationale)
+        result = wf.matching.merge_reports(actor, source, into, rationale=rationale)
     _print(result, json_out, f"report {result['source']['reference']} merged into {result['into']['reference']}")
 
 
@@ -362,7 +433,7 @@ def report_dismiss_duplicate(
 ) -> None:
     """Record that two flagged reports are different people."""
     with _session(user) as (wf, actor):
-        result = wf.dismiss_duplicate(actor, flag_id, rationale=rationale)
+        result = wf.matching.dismiss_duplicate(actor, flag_id, rationale=rationale)
     _print(result, json_out, f"duplicate flag {flag_id} dismissed")
 
 
@@ -383,7 +454,7 @@ def case_add(
     """Open a case with its photos and search it against all reports."""
     photos = _photos(photo)
     with _session(user) as (wf, actor):
-        result = wf.create_case(
+        result = wf.cases.create_case(
             actor,
             condition=condition,
             found_at=found_at,
@@ -419,43 +490,24 @@ def case_update(
     json_out: JsonOpt = False,
 ) -> None:
     """Change a case's fields; an open case is searched again."""
-    fields: dict[str, Any] = {
-        k: v
-        for k, v in {
-            "condition": condition,
-            "found_place": found_place,
-            "holding_organisation": holding_organisation,
-            "description": description,
-            "status": status,
-        }.items()
-        if v is not None
-    }
-    if found_at is not None:
-        fields["found_at"] = found_at
-    if retain_until is not None:
-        fields["retain_until"] = None if retain_until.strip().lower() in ("", "none") else retain_until
-    with _session(user) as (wf, actor):
-        result = wf.update_case(actor, reference, **fields)
-    _print(
-        result,
+    _update(
+        "case",
+        reference,
+        user,
         json_out,
-        f"case {result['case']['reference']}: changed {', '.join(result['changed']) or 'nothing'}"
-        f"{_matching_line(result['matching'])}",
+        retain_until,
+        condition=condition,
+        found_at=found_at,
+        found_place=found_place,
+        holding_organisation=holding_organisation,
+        description=description,
+        status=status,
     )
 
 
-@case_app.command("photo-add")
-def case_photo_add(reference: str, photos: list[Path], user: AsOpt = "", json_out: JsonOpt = False) -> None:
-    """Add photos to a case (all checked first), then search it again."""
-    data = _photos(photos)
-    with _session(user) as (wf, actor):
-        result = wf.add_case_photos(actor, reference, data)
-    _print(
-        result,
-        json_out,
-        f"case {result['case']['reference']}: {len(result['photos']['added'])} photo(s) added, "
-        f"{result['photos']['skipped']} already there{_matching_line(result['matching'])}",
-    )
+case_app.command("photo-add")(
+    _photo_add_command("case", "Add photos to a case (all checked first), then search it again.")
+)
 
 
 @case_app.command("list")
@@ -468,7 +520,7 @@ def case_list(
 ) -> None:
     """List cases, newest first."""
     with _session(user) as (wf, actor):
-        rows = wf.list_cases(actor, status=status, offset=offset, limit=limit)
+        rows = wf.cases.list_cases(actor, status=status, offset=offset, limit=limit)
     if json_out:
         emit_json(rows)
         return
@@ -478,29 +530,10 @@ def case_list(
     console.print(table)
 
 
-@case_app.command("show")
-def case_show(reference: str, user: AsOpt = "", json_out: JsonOpt = False) -> None:
-    """Show a case with its photos, leads and identifications."""
-    with _session(user) as (wf, actor):
-        c = wf.get_case(actor, reference)
-    if json_out:
-        emit_json(c)
-        return
-    console.print(
-        f"{c['reference']}: {c['condition']}, found {c['found_at'] or '?'} at {c['found_place'] or '?'}; "
-        f"held by {c['holding_organisation'] or '?'} - {c['status']}\n"
-        f"  {len(c['photos'])} photo(s), {len(c['leads'])} lead(s)",
-        markup=False,
-        highlight=False,
-    )
+case_app.command("show")(_show_command("case", "Show a case with its photos, leads and identifications."))
 
 
-@case_app.command("match")
-def case_match(reference: str, user: AsOpt = "", json_out: JsonOpt = False) -> None:
-    """Search a case against all reports again (idempotent)."""
-    with _session(user) as (wf, actor):
-        result = wf.match_case(actor, reference)
-    _print(result, json_out, f"case {reference}{_matching_line(result)}")
+case_app.command("match")(_match_command("case", "Search a case against all reports again (idempotent)."))
 
 
 # -- leads ----------------------------------------------------------------------------------------
@@ -516,7 +549,7 @@ def lead_list(
 ) -> None:
     """List leads, best score first."""
     with _session(user) as (wf, actor):
-        rows = wf.list_leads(actor, status=status, case=case, report=report, offset=offset, limit=limit)
+        rows = wf.reviews.list_leads(actor, status=status, case=case, report=report, offset=offset, limit=limit)
     if json_out:
         emit_json(rows)
         return
@@ -538,7 +571,7 @@ def lead_list(
 def lead_show(lead_id: int, user: AsOpt = "", json_out: JsonOpt = False) -> None:
     """Show a lead with its reviews and evidence."""
     with _session(user) as (wf, actor):
-        lead = wf.get_lead(actor, lead_id)
+        lead = wf.reviews.get_lead(actor, lead_id)
     if json_out:
         emit_json(lead)
         return
@@ -563,7 +596,7 @@ def lead_review(
 ) -> None:
     """Review a lead. A reviewer's confirmation after another user's establishes the identification."""
     with _session(user) as (wf, actor):
-        result = wf.review_lead(actor, lead_id, decision=decision, rationale=rationale)
+        result = wf.reviews.review_lead(actor, lead_id, decision=decision, rationale=rationale)
     ident = result["identification"]
     line = f"lead {lead_id}: {decision} recorded; lead is {result['lead']['status']}"
     if ident:
@@ -589,7 +622,7 @@ def lead_evidence(
 ) -> None:
     """Record corroborating evidence on a lead."""
     with _session(user) as (wf, actor):
-        result = wf.add_evidence(actor, lead_id, kind=kind, description=description, reference=reference)
+        result = wf.reviews.add_evidence(actor, lead_id, kind=kind, description=description, reference=reference)
     _print(result, json_out, f"evidence {result['id']} ({result['kind']}) recorded on lead {lead_id}")
 
 
@@ -597,7 +630,7 @@ def lead_evidence(
 def lead_rematch(user: AsOpt = "", json_out: JsonOpt = False) -> None:
     """Search every open case and every report again (after a recalibration or bulk import)."""
     with _session(user) as (wf, actor):
-        result = wf.match_all(actor)
+        result = wf.matching.match_all(actor)
     _print(
         result,
         json_out,
@@ -613,7 +646,7 @@ def identification_list(
 ) -> None:
     """List identifications, newest first."""
     with _session(user) as (wf, actor):
-        rows = wf.list_identifications(actor, status=status)
+        rows = wf.identifications.list_identifications(actor, status=status)
     if json_out:
         emit_json(rows)
         return
@@ -627,7 +660,7 @@ def identification_list(
 def identification_show(identification_id: int, user: AsOpt = "", json_out: JsonOpt = False) -> None:
     """Show an identification with its reviews, evidence and notifications."""
     with _session(user) as (wf, actor):
-        i = wf.get_identification(actor, identification_id)
+        i = wf.identifications.get_identification(actor, identification_id)
     if json_out:
         emit_json(i)
         return
@@ -650,7 +683,7 @@ def identification_withdraw(
 ) -> None:
     """Withdraw an identification: unsent notifications are cancelled, corrections drafted."""
     with _session(user) as (wf, actor):
-        result = wf.withdraw_identification(actor, identification_id, reason=reason)
+        result = wf.identifications.withdraw_identification(actor, identification_id, reason=reason)
     n = result["notifications"]
     _print(
         result,
@@ -670,7 +703,7 @@ def notification_list(
 ) -> None:
     """List notifications, newest first."""
     with _session(user) as (wf, actor):
-        rows = wf.list_notifications(actor, status=status, identification_id=identification)
+        rows = wf.notifications.list_notifications(actor, status=status, identification_id=identification)
     if json_out:
         emit_json(rows)
         return
@@ -692,7 +725,7 @@ def notification_list(
 def notification_show(notification_id: int, user: AsOpt = "", json_out: JsonOpt = False) -> None:
     """Show a notification's text, state and delivery attempts."""
     with _session(user) as (wf, actor):
-        n = wf.get_notification(actor, notification_id)
+        n = wf.notifications.get_notification(actor, notification_id)
     if json_out:
         emit_json(n)
         return
@@ -710,7 +743,7 @@ def notification_show(notification_id: int, user: AsOpt = "", json_out: JsonOpt 
 def notification_draft(identification_id: int, contact_id: int, user: AsOpt = "", json_out: JsonOpt = False) -> None:
     """Draft a notification to one registered contact of the identified report."""
     with _session(user) as (wf, actor):
-        n = wf.draft_notification(actor, identification_id, contact_id)
+        n = wf.notifications.draft_notification(actor, identification_id, contact_id)
     _print(n, json_out, f"notification {n['id']} drafted ({n['kind']}, {n['language']}) to {n['recipient']}")
 
 
@@ -726,7 +759,7 @@ def notification_approve(
 ) -> None:
     """Approve a drafted notification (a reviewer other than the drafter)."""
     with _session(user) as (wf, actor):
-        n = wf.approve_notification(actor, notification_id, include_images=include_image)
+        n = wf.notifications.approve_notification(actor, notification_id, include_images=include_image)
     extra = f" with {len(n['attachments'])} photo(s)" if n["attachments"] else ""
     _print(n, json_out, f"notification {n['id']} approved{extra}; send it with: facetrace notification send")
 
@@ -740,7 +773,7 @@ def notification_cancel(
 ) -> None:
     """Cancel a notification not yet sent."""
     with _session(user) as (wf, actor):
-        n = wf.cancel_notification(actor, notification_id, reason=reason)
+        n = wf.notifications.cancel_notification(actor, notification_id, reason=reason)
     _print(n, json_out, f"notification {n['id']} cancelled")
 
 
@@ -756,7 +789,9 @@ def notification_send(
 ) -> None:
     """Send approved notifications by SMTP, each at most once. Exits 1 if any was not accepted."""
     with _session(user) as (wf, actor):
-        result = wf.send_notifications(actor, notification_ids=notification_ids or None, stale_after_s=stale_after)
+        result = wf.outbox.send_notifications(
+            actor, notification_ids=notification_ids or None, stale_after_s=stale_after
+        )
     if json_out:
         emit_json(result)
     else:
@@ -787,18 +822,32 @@ def notification_resolve(
     if len(chosen) != 1:
         fail("give exactly one of --delivered, --resend, --cancel")
     with _session(user) as (wf, actor):
-        n = wf.resolve_notification(actor, notification_id, resolution=chosen[0], rationale=rationale)
+        n = wf.outbox.resolve_notification(actor, notification_id, resolution=chosen[0], rationale=rationale)
     _print(n, json_out, f"notification {n['id']} is now {n['status']}")
 
 
-def _erase(kind: str, reference: str, user: str, reason: str, force: bool, yes: bool, json_out: bool) -> None:
-    import sys
+def _erase_command(kind: str, doc: str) -> Callable[..., None]:
+    """Return the ``erase`` command of reports or cases (``kind``), with ``doc`` as its help."""
 
+    def erase(
+        reference: str,
+        user: AsOpt = "",
+        reason: ReasonOpt = "erasure request",
+        force: ForceOpt = False,
+        yes: YesOpt = False,
+        json_out: JsonOpt = False,
+    ) -> None:
+        _erase(kind, reference, user, reason, force, yes, json_out)
+
+    erase.__doc__ = doc
+    return erase
+
+
+def _erase(kind: str, reference: str, user: str, reason: str, force: bool, yes: bool, json_out: bool) -> None:
     if not yes and sys.stdin.isatty() and not typer.confirm(f"Erase {kind} {reference} and everything it holds?"):
         fail("not erased", 1)
     with _session(user) as (wf, actor):
-        erase = wf.erase_report if kind == "report" else wf.erase_case
-        result = erase(actor, reference, reason=reason, force=force)
+        result = wf.erasure.erase_record(actor, kind, reference, reason=reason, force=force)
     _print(
         result,
         json_out,
@@ -808,35 +857,15 @@ def _erase(kind: str, reference: str, user: str, reason: str, force: bool, yes: 
     )
 
 
-ReasonOpt = Annotated[str, typer.Option(help="The legal reason, kept in the audit trail.")]
-ForceOpt = Annotated[
-    bool, typer.Option("--force", help="Erase even with a lead under review or a pending notification.")
-]
-YesOpt = Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")]
-
-
-@report_app.command("erase")
-def report_erase(
-    reference: str,
-    user: AsOpt = "",
-    reason: ReasonOpt = "erasure request",
-    force: ForceOpt = False,
-    yes: YesOpt = False,
-    json_out: JsonOpt = False,
-) -> None:
-    """Erase a report end to end: merged reports, photos, templates, contacts, leads, identifications,
-    notifications. Irreversible; the audit trail keeps that it happened, not the data."""
-    _erase("report", reference, user, reason, force, yes, json_out)
-
-
-@case_app.command("erase")
-def case_erase(
-    reference: str,
-    user: AsOpt = "",
-    reason: ReasonOpt = "erasure request",
-    force: ForceOpt = False,
-    yes: YesOpt = False,
-    json_out: JsonOpt = False,
-) -> None:
-    """Erase a case end to end: photos, templates, leads, identifications, notifications. Irreversible."""
-    _erase("case", reference, user, reason, force, yes, json_out)
+report_app.command("erase")(
+    _erase_command(
+        "report",
+        """Erase a report end to end: merged reports, photos, templates, contacts, leads, identifications,
+    notifications. Irreversible; the audit trail keeps that it happened, not the data.""",
+    )
+)
+case_app.command("erase")(
+    _erase_command(
+        "case", "Erase a case end to end: photos, templates, leads, identifications, notifications. Irreversible."
+    )
+)

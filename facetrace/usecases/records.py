@@ -58,44 +58,44 @@ class RecordKind:
     ) -> list[dict[str, Any]]:
         """Return the records, newest first (``query`` filters reports by name or reference only)."""
         if self.name == "report":
-            return wf.list_reports(actor.user, status=status, query=query, offset=offset, limit=limit)
-        return wf.list_cases(actor.user, status=status, offset=offset, limit=limit)
+            return wf.reports.list_reports(actor.user, status=status, query=query, offset=offset, limit=limit)
+        return wf.cases.list_cases(actor.user, status=status, offset=offset, limit=limit)
 
     def create(self, wf: Workflow, actor: Actor, **fields: Any) -> dict[str, Any]:
         """Register a record; return it (with its first matching). Raises the workflow's errors."""
         if self.name == "report":
-            return wf.create_report(actor.user, **fields)
-        return wf.create_case(actor.user, **fields)
+            return wf.reports.create_report(actor.user, **fields)
+        return wf.cases.create_case(actor.user, **fields)
 
     def show(self, wf: Workflow, actor: Actor, reference: str | int) -> dict[str, Any]:
         """Return one record with its photos, leads and identifications. Raises NotFoundError."""
         if self.name == "report":
-            return wf.get_report(actor.user, reference)
-        return wf.get_case(actor.user, reference)
+            return wf.reports.get_report(actor.user, reference)
+        return wf.cases.get_case(actor.user, reference)
 
     def update(self, wf: Workflow, actor: Actor, reference: str, **fields: Any) -> dict[str, Any]:
         """Change a record's fields (only those given), then match it again; return it."""
         if self.name == "report":
-            return wf.update_report(actor.user, reference, **fields)
-        return wf.update_case(actor.user, reference, **fields)
+            return wf.reports.update_report(actor.user, reference, **fields)
+        return wf.cases.update_case(actor.user, reference, **fields)
 
     def erase(self, wf: Workflow, actor: Actor, reference: str, *, reason: str, force: bool) -> dict[str, Any]:
         """Erase a record end to end; return what was erased. Raises ErasureBlocked unless ``force``."""
         if self.name == "report":
-            return wf.erase_report(actor.user, reference, reason=reason, force=force)
-        return wf.erase_case(actor.user, reference, reason=reason, force=force)
+            return wf.erasure.erase_report(actor.user, reference, reason=reason, force=force)
+        return wf.erasure.erase_case(actor.user, reference, reason=reason, force=force)
 
     def add_photos(self, wf: Workflow, actor: Actor, reference: str, photos: list[PhotoInput]) -> dict[str, Any]:
         """Add photos to a record, then match it again; return the record and the matching."""
         if self.name == "report":
-            return wf.add_report_photos(actor.user, reference, photos)
-        return wf.add_case_photos(actor.user, reference, photos)
+            return wf.reports.add_report_photos(actor.user, reference, photos)
+        return wf.cases.add_case_photos(actor.user, reference, photos)
 
     def match(self, wf: Workflow, actor: Actor, reference: str) -> dict[str, Any]:
         """Search a record again (idempotent); return the leads found."""
         if self.name == "report":
-            return wf.match_report(actor.user, reference)
-        return wf.match_case(actor.user, reference)
+            return wf.matching.match_report(actor.user, reference)
+        return wf.matching.match_case(actor.user, reference)
 
 
 REPORT = RecordKind("report")

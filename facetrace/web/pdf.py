@@ -121,11 +121,11 @@ def build_case_pdf(wf: Workflow, service: Service, user: User, reference: str) -
     review are left out for a user who has not reviewed them.
 
     Raises:
-        NotFoundError, PermissionDenied: as :meth:`Workflow.get_case`.
+        NotFoundError, PermissionDenied: as :meth:`CaseService.get_case`.
     """
-    case = wf.get_case(user, reference)
-    leads = [wf.get_lead(user, lead["id"]) for lead in case["leads"]]  # blinded by the workflow
-    idents = [wf.get_identification(user, i["id"]) for i in case["identifications"]]
+    case = wf.cases.get_case(user, reference)
+    leads = [wf.reviews.get_lead(user, lead["id"]) for lead in case["leads"]]  # blinded by the workflow
+    idents = [wf.identifications.get_identification(user, i["id"]) for i in case["identifications"]]
     records = [f"case:{case['id']}", *(f"lead:{lead['id']}" for lead in leads)]
     records += [f"identification:{i['id']}" for i in idents]
     settings = service.settings

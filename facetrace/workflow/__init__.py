@@ -5,19 +5,14 @@ two different users (the second with the reviewer role) confirm an identificatio
 evidence; families are notified through an approved, at-most-once outbox. Every state change
 appends an audit event in the same transaction.
 
-Use one :class:`Workflow` per gallery; every method takes the acting
+Use one :class:`Workflow` per gallery and call its services (``workflow.reports``,
+``workflow.reviews``...); every service method takes the acting
 :class:`facetrace.store.accounts.User` and returns JSON-ready dicts.
 """
 
 from facetrace.workflow.common import InvalidInput, PhotoInput
-from facetrace.workflow.outbox import Delivery, OutboxMixin, deliver
-from facetrace.workflow.records import RecordsMixin
-from facetrace.workflow.review import ReviewMixin
+from facetrace.workflow.service import Workflow
+from facetrace.workflow.smtp import Delivery, deliver
 from facetrace.workflow.templates import TemplateRenderer
-
-
-class Workflow(RecordsMixin, ReviewMixin, OutboxMixin):
-    """The identification workflow: records, matching, review, identification, notification."""
-
 
 __all__ = ["Delivery", "InvalidInput", "PhotoInput", "TemplateRenderer", "Workflow", "deliver"]

@@ -51,7 +51,8 @@ from facetrace.store.workflow_models import (
     Report,
     Review,
 )
-from facetrace.workflow.common import iso
+from facetrace.workflow.common import as_utc, iso
+from facetrace.workflow.queries import merged_family
 
 log = logging.getLogger(__name__)
 
@@ -129,8 +130,8 @@ class Eraser:
                 if row is None:
                     raise NotFoundError(f"no {kind} {record_id}")
                 if expect_retain_until:
-                    current = _utc(row.retain_until)
-                    if current is None or retain_until is None or current > _utc(retain_until):  # type: ignore[operator]
+                    current = as_utc(row.retain_until)
+                    if current is None or retain_until is None or current > as_utc(retain_until):  # type: ignore[operator]
                         raise ConflictError(f"the retention date of {kind} {record_id} was changed; not erased")
                 plan = self._plan(session, kind, row)
                 hard = [b for b in plan.blockers if b.startswith("notification") and "being sent" in b]
@@ -146,7 +147,7 @@ class Eraser:
                 forced = bool(force and plan.blockers)
                 detail = {
                     "reason": reason,
-                    "retain_until": iso(_utc(row.retain_until)),
+                    "retain_until": iso(as_utc(row.retain_until)),
                     "forced": forced,
                     "overridden": plan.blockers if force else [],
                     "removed": removed,
@@ -206,9 +207,7 @@ class Eraser:
             plan.records = [f"person:{row.id}", *(f"report:{r}" for r in report_ids)]
             plan.blockers = self._blockers(session, report_ids=report_ids, case_ids=[])
         elif kind == "report":
-            from facetrace.workflow.core import WorkflowCore
-
-            plan.reports = WorkflowCore._merged_family(session, row.id)
+            plan.reports = merged_family(session, row.id)
             plan.persons = [
                 p
                 for p in session.execute(select(Report.person_id).where(Report.id.in_(plan.reports))).scalars()
@@ -404,12 +403,6 @@ class _Plan:
         self.media: list[str] = []
         self.records: list[str] = []
         self.blockers: list[str] = []
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    from facetrace.workflow.common import as_utc
-
-    return as_utc(value)
 
 
 def _scrub_jobs(session: Session, person_ids: set[int]) -> int:

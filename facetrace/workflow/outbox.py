@@ -28,26 +28,21 @@ from __future__ import annotations
 
 import math
 import mimetypes
-import smtplib
-import ssl
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
-from email.policy import SMTP as SMTP_POLICY
-from email.utils import formataddr, formatdate, parseaddr
+from email.utils import formataddr, formatdate
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from facetrace.config import Settings
 from facetrace.errors import ConflictError, FacetraceError
 from facetrace.faults import fault_point
 from facetrace.store.accounts import User
-from facetrace.store.audit import append_event
 from facetrace.store.models import Image
 from facetrace.store.workflow_models import Contact, Identification, Notification, NotificationAttempt
+from facetrace.workflow import queries
 from facetrace.workflow.common import (
     SEND_ROLES,
     as_utc,
@@ -55,7 +50,8 @@ from facetrace.workflow.common import (
     notification_view,
     required_text,
 )
-from facetrace.workflow.notify import NotifyMixin
+from facetrace.workflow.context import WorkflowContext
+from facetrace.workflow.smtp import Delivery, deliver
 
 MAX_STALE_SECONDS = 100 * 365 * 86400.0  # a century: nothing has been "sending" that long
 RESOLUTIONS = ("delivered", "resend", "cancel")
@@ -66,90 +62,18 @@ RESOLVABLE = {
 }
 
 
-@dataclass(frozen=True)
-class Delivery:
-    """The outcome of one SMTP attempt: accepted, refused, error (retryable) or unknown."""
-
-    outcome: str
-    code: int | None
-    detail: str
-
-
-def _text(reply: bytes | str) -> str:
-    return reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
-
-
-def _refusal(code: int, reply: bytes | str, stage: str) -> Delivery:
-    # 5xx is permanent, 4xx transient; either way the server did not take the message.
-    outcome = "refused" if 500 <= code < 600 else "error"
-    return Delivery(outcome, code, f"{stage}: {code} {_text(reply)}".strip())
-
-
-def deliver(settings: Settings, message: EmailMessage, recipient: str) -> Delivery:
-    """Send ``message`` to ``recipient`` through the configured SMTP server; never raises.
-
-    Returns ``accepted`` only on a 250 reply to the message data; ``unknown`` when the connection
-    broke while the data was being transferred (the server may have it); ``refused`` on a 5xx and
-    ``error`` on anything else before the data (connection, TLS, login, 4xx).
-    """
-    sender = parseaddr(settings.smtp_sender)[1] or settings.smtp_sender
-    context = ssl.create_default_context()
-    try:
-        if settings.smtp_tls == "tls":
-            smtp: smtplib.SMTP = smtplib.SMTP_SSL(
-                settings.smtp_host, settings.smtp_port, timeout=settings.smtp_timeout, context=context
-            )
-        else:
-            smtp = smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=settings.smtp_timeout)
-    except (OSError, smtplib.SMTPException) as exc:
-        return Delivery("error", None, f"cannot connect to {settings.smtp_host}:{settings.smtp_port}: {exc}")
-    try:
-        code, reply = smtp.ehlo()
-        if code != 250:
-            code, reply = smtp.helo()
-            if code != 250:
-                return _refusal(code, reply, "HELO")
-        if settings.smtp_tls == "starttls":
-            smtp.starttls(context=context)
-            smtp.ehlo()
-        if settings.smtp_user:
-            smtp.login(settings.smtp_user, settings.smtp_password or "")
-        code, reply = smtp.mail(sender)
-        if code != 250:
-            return _refusal(code, reply, "sender")
-        code, reply = smtp.rcpt(recipient)
-        if code not in (250, 251):
-            return _refusal(code, reply, "recipient")
-        payload = message.as_bytes(policy=SMTP_POLICY)
-        try:
-            code, reply = smtp.data(payload)
-        except smtplib.SMTPDataError as exc:  # DATA itself was refused: no data went out
-            return _refusal(exc.smtp_code, exc.smtp_error, "data")
-        except (OSError, smtplib.SMTPException) as exc:
-            return Delivery("unknown", None, f"connection lost while transferring the message: {exc}")
-        if code == 250:
-            return Delivery("accepted", code, _text(reply))
-        return _refusal(code, reply, "message")
-    except smtplib.SMTPResponseException as exc:
-        return _refusal(exc.smtp_code, exc.smtp_error, "SMTP")
-    except (OSError, smtplib.SMTPException, UnicodeError) as exc:
-        return Delivery("error", None, f"{type(exc).__name__}: {exc}")
-    finally:
-        try:
-            smtp.quit()
-        except Exception:  # the outcome is decided; a failing QUIT changes nothing
-            smtp.close()
-
-
-class OutboxMixin(NotifyMixin):
+class Outbox:
     """Send approved notifications (at most once) and resolve deliveries of unknown outcome."""
+
+    def __init__(self, ctx: WorkflowContext) -> None:
+        self.ctx = ctx
 
     def _build_message(self, session: Session, note: Notification) -> EmailMessage:
         """Return the e-mail of a notification. Raises FacetraceError when an attachment is missing."""
         contact = session.get(Contact, note.contact_id)
         msg = EmailMessage()
-        sender = self.settings.smtp_sender
-        msg["From"] = sender if "<" in sender else formataddr((self.settings.organisation_name, sender))
+        sender = self.ctx.settings.smtp_sender
+        msg["From"] = sender if "<" in sender else formataddr((self.ctx.settings.organisation_name, sender))
         msg["To"] = formataddr((contact.name if contact else "", note.recipient))
         msg["Subject"] = note.subject
         msg["Message-ID"] = note.message_id
@@ -162,7 +86,7 @@ class OutboxMixin(NotifyMixin):
             image = session.get(Image, image_id)
             if image is None:
                 raise FacetraceError(f"attached image {image_id} no longer exists")
-            data = self.gallery.media.read(image.media_path)
+            data = self.ctx.gallery.media.read(image.media_path)
             suffix = Path(image.media_path).suffix.lower() or ".jpg"
             mime = mimetypes.types_map.get(suffix, "application/octet-stream")
             maintype, subtype = mime.split("/", 1)
@@ -171,32 +95,13 @@ class OutboxMixin(NotifyMixin):
         msg["Content-Language"] = note.language
         return msg
 
-    def _audit_outcome(
-        self,
-        session: Session,
-        actor: User | None,
-        action: str,
-        records: list[str],
-        outcome: str,
-        detail: dict[str, Any],
-    ) -> None:
-        append_event(
-            session,
-            actor=actor.username if actor is not None else None,
-            action=action,
-            records=records,
-            outcome=outcome,
-            source=self.source,
-            detail=detail,
-        )
-
     def _mark_stale(self, actor: User | None, stale_after_s: float) -> list[int]:
         """Mark notifications ``sending`` for longer than ``stale_after_s`` as ``unknown`` (never resent)."""
         # timedelta holds at most ~2.7 million years: a longer (or infinite, or NaN) wait means "never".
         seconds = min(stale_after_s, MAX_STALE_SECONDS) if math.isfinite(stale_after_s) else MAX_STALE_SECONDS
         cutoff = datetime.now(UTC) - timedelta(seconds=seconds)
         marked = []
-        with self.db.session() as session:
+        with self.ctx.db.session() as session:
             rows = session.execute(
                 select(Notification).where(Notification.status == "sending").with_for_update()
             ).scalars()
@@ -220,20 +125,21 @@ class OutboxMixin(NotifyMixin):
                     attempt.outcome = "unknown"
                     attempt.detail = {"note": "found unfinished after a restart"}
                 marked.append(note.id)
-                self._audit_outcome(
+                self.ctx.audit(
                     session,
                     actor,
                     "notification.delivery_unknown",
                     [f"notification:{note.id}"],
-                    "error",
                     {"message_id": note.message_id, "sending_since": since.isoformat() if since else None},
+                    outcome="error",
                 )
         return marked
 
-    def _claim(self, actor: User | None, nid: int) -> tuple[int, EmailMessage, str] | None:
-        """Commit approved/failed -> sending before any SMTP traffic; return (attempt id, message,
+    def claim(self, actor: User | None, nid: int) -> tuple[int, EmailMessage, str] | None:
+        """Commit approved/failed -> sending before any SMTP traffic (the first step of sending a
+        notification; :meth:`record_delivery` is the second); return (attempt id, message,
         recipient), or None when another sender claimed it first or it is no longer sendable."""
-        with self.db.session() as session:
+        with self.ctx.db.session() as session:
             note = session.get(Notification, nid)
             if note is None:
                 return None
@@ -244,10 +150,10 @@ class OutboxMixin(NotifyMixin):
                     return None
                 note.status = "failed"
                 note.last_error = exc.message
-                note.attempts = self.settings.notification_max_attempts  # retrying cannot help
-                self._audit_outcome(
-                    session, actor, "notification.deliver", [f"notification:{nid}"], "error", {"error": exc.message}
-                )
+                note.attempts = self.ctx.settings.notification_max_attempts  # retrying cannot help
+                records = [f"notification:{nid}"]
+                detail = {"error": exc.message}
+                self.ctx.audit(session, actor, "notification.deliver", records, detail, outcome="error")
                 return None
             claimed = session.execute(
                 update(Notification)
@@ -261,21 +167,21 @@ class OutboxMixin(NotifyMixin):
             attempt = NotificationAttempt(notification_id=nid, number=note.attempts, detail={})
             session.add(attempt)
             session.flush()
-            self._audit_outcome(
+            self.ctx.audit(
                 session,
                 actor,
                 "notification.send",
                 [f"notification:{nid}", f"identification:{note.identification_id}", f"contact:{note.contact_id}"],
-                "ok",
                 {"attempt": note.attempts, "message_id": note.message_id, "attachments": list(note.attachments or [])},
             )
             return attempt.id, message, note.recipient
 
-    def _record_delivery(self, actor: User | None, nid: int, attempt_id: int, delivery: Delivery) -> dict[str, Any]:
-        """Record an attempt's outcome (its own transaction, after the SMTP dialogue)."""
+    def record_delivery(self, actor: User | None, nid: int, attempt_id: int, delivery: Delivery) -> dict[str, Any]:
+        """Record the outcome of an attempt :meth:`claim` started (its own transaction, after the SMTP
+        dialogue); return ``{"id", "status", "outcome", "smtp_code", "detail"}``."""
         now = datetime.now(UTC)
-        with self.db.session() as session:
-            note = self._notification(session, nid, for_update=True)
+        with self.ctx.db.session() as session:
+            note = queries.notification_by_id(session, nid, for_update=True)
             attempt = session.get(NotificationAttempt, attempt_id)
             if attempt is not None:
                 attempt.finished_at = now
@@ -294,13 +200,13 @@ class OutboxMixin(NotifyMixin):
             note.sending_since = None
             if delivery.outcome in ("refused", "error"):
                 self._after_undelivered_withdrawn(session, actor, note)
-            self._audit_outcome(
+            self.ctx.audit(
                 session,
                 actor,
                 "notification.deliver",
                 [f"notification:{nid}", f"identification:{note.identification_id}", f"contact:{note.contact_id}"],
-                "ok" if delivery.outcome == "accepted" else "error",
                 {"delivery": delivery.outcome, "smtp_code": delivery.code, "attempt": note.attempts},
+                outcome="ok" if delivery.outcome == "accepted" else "error",
             )
             return {
                 "id": nid,
@@ -327,7 +233,7 @@ class OutboxMixin(NotifyMixin):
         for correction in corrections:
             correction.status = "cancelled"
             correction.flag = f"notification {note.id}, which it corrects, was never delivered"
-            self._audit(
+            self.ctx.audit(
                 session,
                 actor,
                 "notification.cancel",
@@ -351,18 +257,19 @@ class OutboxMixin(NotifyMixin):
         Raises:
             PermissionDenied.
         """
-        with self._tx(actor, "notification.send", []) as session:
-            user = self._user(session, actor, SEND_ROLES, "sending notifications") if actor is not None else None
-        stale = self.settings.notification_stale_seconds if stale_after_s is None else stale_after_s
+        with self.ctx.transaction(actor, "notification.send", []) as session:
+            doing = "sending notifications"
+            user = self.ctx.acting_user(session, actor, SEND_ROLES, doing) if actor is not None else None
+        stale = self.ctx.settings.notification_stale_seconds if stale_after_s is None else stale_after_s
         marked = self._mark_stale(user, max(0.0, float(stale)))
-        with self.db.sessions() as session:
+        with self.ctx.db.sessions() as session:
             stmt = (
                 select(Notification.id)
                 .where(
                     (Notification.status == "approved")
                     | (
                         (Notification.status == "failed")
-                        & (Notification.attempts < self.settings.notification_max_attempts)
+                        & (Notification.attempts < self.ctx.settings.notification_max_attempts)
                     )
                 )
                 .order_by(Notification.id)
@@ -372,14 +279,14 @@ class OutboxMixin(NotifyMixin):
             todo = list(session.execute(stmt).scalars())
         results = []
         for nid in todo:
-            claimed = self._claim(user, nid)
+            claimed = self.claim(user, nid)
             if claimed is None:
                 continue
             attempt_id, message, recipient = claimed
             fault_point("notify.after_claim")
-            delivery = deliver(self.settings, message, recipient)
+            delivery = deliver(self.ctx.settings, message, recipient)
             fault_point("notify.after_deliver")
-            results.append(self._record_delivery(user, nid, attempt_id, delivery))
+            results.append(self.record_delivery(user, nid, attempt_id, delivery))
         counts = {k: sum(1 for r in results if r["status"] == k) for k in ("sent", "failed", "refused", "unknown")}
         return {"results": results, "marked_unknown": marked, **counts}
 
@@ -396,16 +303,16 @@ class OutboxMixin(NotifyMixin):
         """
         check_choice(resolution, RESOLUTIONS, "resolution")
         why = required_text(rationale, "rationale")
-        with self._tx(actor, "notification.resolve", [f"notification:{notification_id}"]) as session:
-            user = self._user(session, actor, SEND_ROLES, "resolving a notification")
-            note = self._notification(session, notification_id, for_update=True)
+        with self.ctx.transaction(actor, "notification.resolve", [f"notification:{notification_id}"]) as session:
+            user = self.ctx.acting_user(session, actor, SEND_ROLES, "resolving a notification")
+            note = queries.notification_by_id(session, notification_id, for_update=True)
             if note.status not in RESOLVABLE[resolution]:
                 raise ConflictError(
                     f"notification {note.id} is {note.status}; {resolution!r} applies to "
                     f"{', '.join(RESOLVABLE[resolution])}"
                 )
             if resolution == "resend" and note.kind == "identification":
-                ident = self._identification(session, note.identification_id)
+                ident = queries.identification_by_id(session, note.identification_id)
                 if ident.status != "confirmed":
                     raise ConflictError(f"identification {ident.id} was withdrawn; do not resend its notification")
             before = note.status
@@ -417,7 +324,7 @@ class OutboxMixin(NotifyMixin):
                 note.status = "cancelled"
             note.sending_since = None
             note.flag = f"{resolution} by {user.username}: {why}"
-            self._audit(
+            self.ctx.audit(
                 session,
                 user,
                 "notification.resolve",

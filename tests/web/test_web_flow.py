@@ -32,7 +32,7 @@ def _seed_other_reports(app: FastAPI) -> None:
         ivan: User = get_user(session, "ivan")
     wf = Workflow(service.gallery, source="test")
     for name in OTHER_REPORTS:
-        wf.create_report(
+        wf.reports.create_report(
             ivan,
             name=name.replace("_", " "),
             reported_by="family, by phone",

@@ -205,7 +205,7 @@ def test_script_in_a_report_name_never_runs_in_the_browser(web_app: FastAPI, web
     service = web_app.state.service
     with service.db.sessions() as session:
         ivan = get_user(session, "ivan")
-    report = Workflow(service.gallery).create_report(
+    report = Workflow(service.gallery).reports.create_report(
         ivan, name=XSS, reported_by=XSS_IMG, source="form", legal_basis="consent", description=XSS_IMG
     )["report"]
     browser_login(page, web_server, "ivan")
@@ -322,7 +322,7 @@ def _lead_without_faces(app: FastAPI, name: str) -> int:
     with service.db.sessions() as session:
         ivan = get_user(session, "ivan")
     wf = Workflow(service.gallery, source="test")
-    report = wf.create_report(
+    report = wf.reports.create_report(
         ivan,
         name=name,
         reported_by="family",
@@ -330,7 +330,7 @@ def _lead_without_faces(app: FastAPI, name: str) -> int:
         legal_basis="consent",
         contacts=[{"name": "Mother", "relation": "mother", "email": "mother@family.example", "language": "en"}],
     )["report"]
-    case = wf.create_case(ivan, condition="deceased", found_place="Bucha")["case"]
+    case = wf.cases.create_case(ivan, condition="deceased", found_place="Bucha")["case"]
     with service.db.session() as session:
         lead = Lead(
             case_id=case["id"],

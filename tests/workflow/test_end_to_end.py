@@ -36,7 +36,7 @@ FAMILY = [
 def _enroll_reports(wf: Workflow, users: dict[str, User]) -> dict[str, dict[str, Any]]:
     out = {}
     for name in REPORTS:
-        result = wf.create_report(
+        result = wf.reports.create_report(
             users["ivan"],
             name=name.replace("_", " "),
             reported_by="family, by phone",
@@ -59,7 +59,7 @@ def test_end_to_end_identification_notification_and_correction(
 ) -> None:
     reports = _enroll_reports(wf, users)
     sought = reports[SOUGHT]["report"]
-    case = wf.create_case(
+    case = wf.cases.create_case(
         users["ivan"],
         condition="deceased",
         found_at="2024-04-11T09:30:00+03:00",
@@ -70,34 +70,36 @@ def test_end_to_end_identification_notification_and_correction(
     matching = case["matching"]
     assert matching["gallery_size"] == 4 and matching["review_fpir"] == 0.1
     (lead_id,) = matching["leads"]["created"]
-    lead = wf.get_lead(users["olena"], lead_id)
+    lead = wf.reviews.get_lead(users["olena"], lead_id)
     assert lead["report"]["reference"] == sought["reference"]
     assert lead["score"] >= lead["threshold"] == matching["threshold"]
     assert lead["fpir"] <= 0.1 and 0 < lead["fmr"] <= lead["fpir"]
     assert len(lead["case_face"]["box"]) == 4 and lead["case_face"]["quality"] > 20
     assert lead["report_face"]["image_id"] is not None and lead["report_face"]["quality"] > 20
-    assert wf.get_case(users["olena"], case["case"]["reference"])["status"] == "under_review"
+    assert wf.cases.get_case(users["olena"], case["case"]["reference"])["status"] == "under_review"
 
     # Re-running the matching, in either direction, never duplicates the lead.
-    again = wf.match_case(users["olena"], case["case"]["reference"])
+    again = wf.matching.match_case(users["olena"], case["case"]["reference"])
     assert again["leads"] == {"created": [], "updated": [], "unchanged": [lead_id]}
-    assert wf.match_report(users["olena"], sought["reference"])["leads"]["created"] == []
-    assert wf.match_all(users["olena"])["leads"]["created"] == []
-    assert [x["id"] for x in wf.list_leads(users["olena"])] == [lead_id]
+    assert wf.matching.match_report(users["olena"], sought["reference"])["leads"]["created"] == []
+    assert wf.matching.match_all(users["olena"])["leads"]["created"] == []
+    assert [x["id"] for x in wf.reviews.list_leads(users["olena"])] == [lead_id]
 
     # Two different users confirm, with evidence.
-    wf.add_evidence(users["olena"], lead_id, kind="dental", description="Dental records match", reference="FO-2024-117")
-    first = wf.review_lead(users["olena"], lead_id, decision="confirm", rationale="Face and tattoo match")
+    wf.reviews.add_evidence(
+        users["olena"], lead_id, kind="dental", description="Dental records match", reference="FO-2024-117"
+    )
+    first = wf.reviews.review_lead(users["olena"], lead_id, decision="confirm", rationale="Face and tattoo match")
     assert first["identification"] is None
-    done = wf.review_lead(users["petro"], lead_id, decision="confirm", rationale="Independent check: match")
+    done = wf.reviews.review_lead(users["petro"], lead_id, decision="confirm", rationale="Independent check: match")
     ident = done["identification"]
     assert ident["status"] == "confirmed" and len(done["notifications"]["drafted"]) == 2
-    assert wf.get_report(users["olena"], sought["reference"])["status"] == "identified_deceased"
+    assert wf.reports.get_report(users["olena"], sought["reference"])["status"] == "identified_deceased"
 
     # A second reviewer approves; the family receives the e-mail in their languages.
     for nid in done["notifications"]["drafted"]:
-        wf.approve_notification(users["maria"], nid)
-    assert wf.send_notifications(users["maria"])["sent"] == 2
+        wf.notifications.approve_notification(users["maria"], nid)
+    assert wf.outbox.send_notifications(users["maria"])["sent"] == 2
     (mother,) = smtp.to("jeanne@family.example")
     (brother,) = smtp.to("jason@family.example")
     assert mother["Content-Language"] == "uk" and brother["Content-Language"] == "ru"
@@ -109,20 +111,20 @@ def test_end_to_end_identification_notification_and_correction(
     assert "ідентифікація" in mother["Subject"] and "идентификация" in brother["Subject"]
 
     # Withdrawn: corrections go, through the same approval, to everyone who was notified.
-    out = wf.withdraw_identification(users["maria"], ident["id"], reason="DNA excluded the match")
+    out = wf.identifications.withdraw_identification(users["maria"], ident["id"], reason="DNA excluded the match")
     assert out["notifications"]["cancelled"] == []
     corrections = out["notifications"]["corrections_drafted"]
     assert len(corrections) == 2
     for nid in corrections:
-        wf.approve_notification(users["petro"], nid)
-    assert wf.send_notifications(users["petro"])["sent"] == 2
+        wf.notifications.approve_notification(users["petro"], nid)
+    assert wf.outbox.send_notifications(users["petro"])["sent"] == 2
     assert len(smtp.envelopes) == 4
     assert smtp.to("jeanne@family.example")[-1]["Subject"].startswith("Виправлення")
     assert smtp.to("jason@family.example")[-1]["Subject"].startswith("Исправление")
-    assert wf.get_report(users["olena"], sought["reference"])["status"] == "missing"
-    assert wf.get_case(users["olena"], case["case"]["reference"])["status"] == "open"
-    assert wf.get_lead(users["olena"], lead_id)["status"] == "withdrawn"
-    assert wf.send_notifications(users["petro"])["results"] == []  # nothing twice
+    assert wf.reports.get_report(users["olena"], sought["reference"])["status"] == "missing"
+    assert wf.cases.get_case(users["olena"], case["case"]["reference"])["status"] == "open"
+    assert wf.reviews.get_lead(users["olena"], lead_id)["status"] == "withdrawn"
+    assert wf.outbox.send_notifications(users["petro"])["results"] == []  # nothing twice
     assert len(smtp.envelopes) == 4
     with wf.db.sessions() as session:
         assert verify_chain(session) == []
@@ -131,7 +133,7 @@ def test_end_to_end_identification_notification_and_correction(
 def test_a_case_whose_person_is_not_in_the_gallery_yields_no_lead(wf: Workflow, users: dict[str, User]) -> None:
     reports = _enroll_reports(wf, users)
     probe = distractor_image(DISTRACTOR)
-    case = wf.create_case(users["ivan"], condition="alive", photos=[photo(probe)])
+    case = wf.cases.create_case(users["ivan"], condition="alive", photos=[photo(probe)])
     threshold = case["matching"]["threshold"]
     assert case["matching"]["leads"]["created"] == []
     # The best candidate, as the plain gallery search sees it, is below the review threshold.
@@ -140,17 +142,17 @@ def test_a_case_whose_person_is_not_in_the_gallery_yields_no_lead(wf: Workflow, 
     assert best < threshold, f"distractor {DISTRACTOR} scores {best:.4f} >= review threshold {threshold:.4f}"
     # And from the other direction, each report searched against the open cases.
     for result in reports.values():
-        assert wf.match_report(users["ivan"], result["report"]["reference"])["leads"]["created"] == []
-    assert wf.list_leads(users["olena"]) == []
-    assert wf.get_case(users["olena"], case["case"]["reference"])["status"] == "open"
+        assert wf.matching.match_report(users["ivan"], result["report"]["reference"])["leads"]["created"] == []
+    assert wf.reviews.list_leads(users["olena"]) == []
+    assert wf.cases.get_case(users["olena"], case["case"]["reference"])["status"] == "open"
 
 
 def test_a_report_finds_open_cases_and_duplicates_are_merged(wf: Workflow, users: dict[str, User]) -> None:
     images = face_images("Aaron_Peirsol")
-    case = wf.create_case(users["ivan"], condition="alive", photos=[photo(images[3])])
+    case = wf.cases.create_case(users["ivan"], condition="alive", photos=[photo(images[3])])
     assert case["matching"]["leads"]["created"] == []  # no reports yet
     common = {"reported_by": "hotline", "source": "phone", "legal_basis": "consent"}
-    first = wf.create_report(
+    first = wf.reports.create_report(
         users["ivan"],
         name="Aaron Peirsol",
         photos=[photo(p) for p in images[:2]],
@@ -158,7 +160,7 @@ def test_a_report_finds_open_cases_and_duplicates_are_merged(wf: Workflow, users
         **common,
     )
     (lead_a,) = first["matching"]["leads"]["created"]  # the new report was searched against open cases
-    second = wf.create_report(
+    second = wf.reports.create_report(
         users["olena"],
         name="A. Peirsol",
         photos=[photo(images[2])],
@@ -167,24 +169,26 @@ def test_a_report_finds_open_cases_and_duplicates_are_merged(wf: Workflow, users
     )
     (lead_b,) = second["matching"]["leads"]["created"]
     (flag_id,) = second["matching"]["duplicates_flagged"]
-    (flag,) = wf.list_duplicates(users["olena"])
+    (flag,) = wf.matching.list_duplicates(users["olena"])
     assert flag["id"] == flag_id and flag["score"] >= second["matching"]["threshold"]
     assert {flag["report"]["reference"], flag["other_report"]["reference"]} == {
         first["report"]["reference"],
         second["report"]["reference"],
     }
 
-    merged = wf.merge_reports(
+    merged = wf.matching.merge_reports(
         users["olena"], second["report"]["reference"], first["report"]["reference"], rationale="Same person, same DOB"
     )
     assert merged["source"]["status"] == "merged"
-    assert wf.list_duplicates(users["olena"]) == []
+    assert wf.matching.list_duplicates(users["olena"]) == []
     # Both histories are kept: the merged report, its lead (flagged) and its contact.
-    assert wf.get_lead(users["olena"], lead_b)["flag"].startswith(f"report {second['report']['reference']} was merged")
-    target = wf.get_report(users["olena"], first["report"]["reference"])
+    assert wf.reviews.get_lead(users["olena"], lead_b)["flag"].startswith(
+        f"report {second['report']['reference']} was merged"
+    )
+    target = wf.reports.get_report(users["olena"], first["report"]["reference"])
     assert target["merged_from"] == [second["report"]["reference"]]
     assert {c["email"] for c in target["contacts"]} == {"mum@example.org", "friend@example.org"}
-    assert wf.get_report(users["olena"], second["report"]["reference"])["leads"][0]["id"] == lead_b
+    assert wf.reports.get_report(users["olena"], second["report"]["reference"])["leads"][0]["id"] == lead_b
     # Matching again creates nothing new: the merged person now stands for the target report.
-    assert wf.match_all(users["olena"])["leads"]["created"] == []
-    assert sorted(x["id"] for x in wf.list_leads(users["olena"])) == sorted([lead_a, lead_b])
+    assert wf.matching.match_all(users["olena"])["leads"]["created"] == []
+    assert sorted(x["id"] for x in wf.reviews.list_leads(users["olena"])) == sorted([lead_a, lead_b])

@@ -57,12 +57,12 @@ def _round_of_notifications(wf: Workflow, users: dict[str, User], number: int) -
     drafted = identify(wf, users, world)["notifications"]["drafted"]
     assert len(drafted) == CONTACTS
     for nid in drafted:
-        wf.approve_notification(users["maria"], nid)
+        wf.notifications.approve_notification(users["maria"], nid)
     return sorted(drafted)
 
 
 def _statuses(wf: Workflow, users: dict[str, User], ids: list[int]) -> dict[int, str]:
-    return {nid: wf.get_notification(users["olena"], nid)["status"] for nid in ids}
+    return {nid: wf.notifications.get_notification(users["olena"], nid)["status"] for nid in ids}
 
 
 def test_kill_during_notification_sending_many_times(
@@ -103,7 +103,7 @@ def test_kill_during_notification_sending_many_times(
     def finish_round() -> None:
         """A restart marks stuck messages unknown; a person settles them from the mail log; all get through."""
         nonlocal resolved
-        wf.send_notifications(users["maria"], stale_after_s=0)
+        wf.outbox.send_notifications(users["maria"], stale_after_s=0)
         statuses = check("after the restart")
         unknown = sorted(nid for nid, s in statuses.items() if s == "unknown")
         assert set(unknown) == stuck
@@ -113,14 +113,14 @@ def test_kill_during_notification_sending_many_times(
         received = slow_smtp.per_notification()
         for nid in unknown:  # the mail log (here: the inbox) says whether it went out
             went_out = received[nid] == 1
-            wf.resolve_notification(
+            wf.outbox.resolve_notification(
                 users["maria"],
                 nid,
                 resolution="delivered" if went_out else "resend",
                 rationale="checked the relay log for its Message-ID",
             )
             resolved += 1
-        wf.send_notifications(users["maria"])
+        wf.outbox.send_notifications(users["maria"])
         assert set(_statuses(wf, users, ids).values()) == {"sent"}
         assert all(slow_smtp.per_notification()[nid] == 1 for nid in ids)  # each exactly once
 

@@ -31,7 +31,7 @@ from wftest import Inbox, face_images, photo
 
 from facetrace.config import Settings
 from facetrace.errors import PermissionDenied
-from facetrace.gallery import Gallery
+from facetrace.gallery import Gallery, read_manifest
 from facetrace.index.faiss_index import FaissIndex
 from facetrace.index.milvus_index import MilvusIndex
 from facetrace.store.accounts import AuditEvent, User
@@ -40,8 +40,9 @@ from facetrace.store.db import Database
 from facetrace.store.jobs import Job
 from facetrace.store.models import Face, Image, Meta, Person
 from facetrace.store.workflow_models import Case, Contact, Identification, Lead, Notification, Report
+from facetrace.web.pdf import build_case_pdf
 from facetrace.workflow import Workflow
-from facetrace.workflow.erasure import PENDING_PREFIX, Eraser, ErasureBlocked
+from facetrace.workflow.erasure import ERASED_TABLES, PENDING_PREFIX, Eraser, ErasureBlocked
 from facetrace.workflow.retention import apply_retention, due_records
 
 REPORTS = ["Andrew_Weissmann", "Kelly_Clarkson", "Michael_Jordan"]
@@ -56,7 +57,7 @@ LATER = datetime(2031, 1, 1, tzinfo=UTC)
 def _setup(wf: Workflow, users: dict[str, User]) -> dict[str, Any]:
     reports = {}
     for name in REPORTS:
-        reports[name] = wf.create_report(
+        reports[name] = wf.reports.create_report(
             users["ivan"],
             name=name.replace("_", " "),
             reported_by="family, by phone",
@@ -68,7 +69,7 @@ def _setup(wf: Workflow, users: dict[str, User]) -> dict[str, Any]:
             retain_until="2030-06-30" if name == SOUGHT else None,
         )["report"]
     assert reports[SOUGHT]["retain_until"] == "2030-06-30T00:00:00+00:00"
-    case = wf.create_case(
+    case = wf.cases.create_case(
         users["ivan"],
         condition="deceased",
         found_place="Irpin",
@@ -77,9 +78,9 @@ def _setup(wf: Workflow, users: dict[str, User]) -> dict[str, Any]:
     )
     assert case["case"]["retain_until"] == "2030-12-31T10:00:00+00:00"
     (lead_id,) = case["matching"]["leads"]["created"]
-    wf.add_evidence(users["olena"], lead_id, kind="dental", description="Dental records match")
-    wf.review_lead(users["olena"], lead_id, decision="confirm", rationale="Face and tattoo match")
-    done = wf.review_lead(users["petro"], lead_id, decision="confirm", rationale="Independent check")
+    wf.reviews.add_evidence(users["olena"], lead_id, kind="dental", description="Dental records match")
+    wf.reviews.review_lead(users["olena"], lead_id, decision="confirm", rationale="Face and tattoo match")
+    done = wf.reviews.review_lead(users["petro"], lead_id, decision="confirm", rationale="Independent check")
     assert done["identification"]["status"] == "confirmed"
     return {"reports": reports, "case": case["case"], "lead_id": lead_id, "drafts": done["notifications"]["drafted"]}
 
@@ -93,8 +94,6 @@ def _gallery_rows(wf: Workflow, person_id: int) -> tuple[list[int], list[bytes],
 
 def _pdf_text(wf: Workflow, user: User, reference: str, monkeypatch: pytest.MonkeyPatch) -> str:
     """The text set in a freshly generated case PDF (exports are generated on request, never stored)."""
-    from facetrace.web.pdf import build_case_pdf
-
     seen: list[str] = []
     original = FPDF.normalize_text
 
@@ -144,13 +143,13 @@ def _erasure_end_to_end(wf: Workflow, users: dict[str, User], smtp: Inbox, monke
     assert blocked["erased"] == [] and len(blocked["blocked"]) == 3
     assert "notification" in blocked["blocked"][0]["reason"] and "is draft" in blocked["blocked"][0]["reason"]
     with pytest.raises(PermissionDenied):
-        wf.erase_report(users["petro"], report["reference"])  # a reviewer may not erase
+        wf.erasure.erase_report(users["petro"], report["reference"])  # a reviewer may not erase
 
     # The family is notified; nothing pending any more. The case's retention date is moved on.
     for nid in world["drafts"]:
-        wf.approve_notification(users["maria"], nid)
-    assert wf.send_notifications(users["maria"])["sent"] == 2
-    wf.update_case(users["ivan"], case_ref, retain_until="2040-01-01")
+        wf.notifications.approve_notification(users["maria"], nid)
+    assert wf.outbox.send_notifications(users["maria"])["sent"] == 2
+    wf.cases.update_case(users["ivan"], case_ref, retain_until="2040-01-01")
     done = apply_retention(wf.gallery, now=LATER, actor="cli:operator", source="cli")
     assert [(e["kind"], e["id"]) for e in done["erased"]] == [("report", report["id"])]
     assert [a["kind"] for a in done["already_erased"]] == ["person"]  # erased with its report
@@ -216,7 +215,7 @@ def _erasure_end_to_end(wf: Workflow, users: dict[str, User], smtp: Inbox, monke
             bytes(e) for e in s.execute(select(Face.embedding).where(Face.image_id.in_(case_images))).scalars()
         ]
     assert len(case_images) == 1 and (wf.gallery.media.root / case_media[0]).is_file()
-    out = wf.erase_case(users["ivan"], case_ref, reason="request of the holding organisation")
+    out = wf.erasure.erase_case(users["ivan"], case_ref, reason="request of the holding organisation")
     assert out["cases"] == 1 and out["images"] == 1 and out["faces"] == 1 and out["media_files_removed"] == 1
     with wf.db.sessions() as s:
         assert s.execute(select(func.count(Image.id)).where(Image.id.in_(case_images))).scalar() == 0
@@ -241,8 +240,6 @@ def _erasure_end_to_end(wf: Workflow, users: dict[str, User], smtp: Inbox, monke
 
 
 def _assert_no_page_holds(wf: Workflow, secrets: list[bytes]) -> None:
-    from facetrace.workflow.erasure import ERASED_TABLES
-
     with wf.db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         try:
             conn.execute(text("CREATE EXTENSION IF NOT EXISTS pageinspect"))
@@ -291,7 +288,7 @@ def _make_users(wf: Workflow) -> dict[str, User]:
 def test_interrupted_erasure_is_finished_by_the_next_run(
     wf: Workflow, users: dict[str, User], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    created = wf.create_report(
+    created = wf.reports.create_report(
         users["ivan"],
         name="Naoto Kan",
         reported_by="family",
@@ -326,11 +323,11 @@ def test_a_lead_under_review_blocks_erasure_unless_forced(wf: Workflow, users: d
     from wftest import make_world
 
     world = make_world(wf, users)
-    wf.review_lead(users["olena"], world.lead_id, decision="confirm", rationale="Looks like her")
+    wf.reviews.review_lead(users["olena"], world.lead_id, decision="confirm", rationale="Looks like her")
     reference = world.report["report"]["reference"]
     with pytest.raises(ErasureBlocked, match=f"lead {world.lead_id} is under review"):
-        wf.erase_report(users["ivan"], reference)
-    out = wf.erase_report(users["ivan"], reference, reason="erasure request of the family", force=True)
+        wf.erasure.erase_report(users["ivan"], reference)
+    out = wf.erasure.erase_report(users["ivan"], reference, reason="erasure request of the family", force=True)
     assert out["forced"] is True and out["reports"] == 1 and out["leads"] == 1
     with wf.db.sessions() as s:
         event = s.execute(
@@ -344,10 +341,10 @@ def test_update_and_clear_retention_dates(wf: Workflow, users: dict[str, User]) 
 
     world = make_world(wf, users)
     reference = world.report["report"]["reference"]
-    changed = wf.update_report(users["ivan"], reference, retain_until="2031-02-03T04:05:06Z")
+    changed = wf.reports.update_report(users["ivan"], reference, retain_until="2031-02-03T04:05:06Z")
     assert changed["changed"] == ["retain_until"] and changed["report"]["retain_until"] == "2031-02-03T04:05:06+00:00"
-    assert wf.update_report(users["ivan"], reference, retain_until="2031-02-03T06:05:06+02:00")["changed"] == []
-    cleared = wf.update_report(users["ivan"], reference, retain_until=None)
+    assert wf.reports.update_report(users["ivan"], reference, retain_until="2031-02-03T06:05:06+02:00")["changed"] == []
+    cleared = wf.reports.update_report(users["ivan"], reference, retain_until=None)
     assert cleared["report"]["retain_until"] is None
 
 
@@ -389,8 +386,6 @@ def test_retention_dates_and_erasure_over_http(api: tuple[TestClient, dict[str, 
 
 
 def test_read_manifest_retain_until(tmp_path: Path) -> None:
-    from facetrace.gallery import read_manifest
-
     (tmp_path / "a.jpg").write_bytes(b"x")
     (tmp_path / "m.csv").write_text(
         "external_id,name,image,source,legal_basis,retain_until\n"

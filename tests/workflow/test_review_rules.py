@@ -30,85 +30,87 @@ def _reviews(wf: Workflow, lead_id: int) -> list[Review]:
 
 def test_two_person_rule_and_evidence_policy(wf: Workflow, users: dict[str, User]) -> None:
     world = make_world(wf, users)
-    first = wf.review_lead(users["olena"], world.lead_id, decision="confirm", rationale="Same face, same scar")
+    first = wf.reviews.review_lead(users["olena"], world.lead_id, decision="confirm", rationale="Same face, same scar")
     assert first["identification"] is None
     assert "second, different user" in first["waiting_for"]
     assert first["lead"]["status"] == "under_review"
 
     # The same user can never supply the second confirmation.
     with pytest.raises(PolicyError, match="already confirmed"):
-        wf.review_lead(users["olena"], world.lead_id, decision="confirm", rationale="Still sure")
+        wf.reviews.review_lead(users["olena"], world.lead_id, decision="confirm", rationale="Still sure")
     denied = [e for e in _events(wf, "lead.review") if e.outcome == "denied"]
     assert [(e.actor, e.records) for e in denied] == [("olena", [f"lead:{world.lead_id}"])]
 
     # A reviewer's confirmation is refused while the evidence policy is not met; nothing is recorded.
     assert wf.settings.min_evidence_items == 1
     with pytest.raises(PolicyError, match="evidence"):
-        wf.review_lead(users["petro"], world.lead_id, decision="confirm", rationale="Agree")
+        wf.reviews.review_lead(users["petro"], world.lead_id, decision="confirm", rationale="Agree")
     assert len(_reviews(wf, world.lead_id)) == 1
 
-    evidence = wf.add_evidence(
+    evidence = wf.reviews.add_evidence(
         users["olena"], world.lead_id, kind="dental", description="Dental chart matches", reference="LAB-77"
     )
     assert evidence["recorded_by"] == "olena"
-    result = wf.review_lead(users["petro"], world.lead_id, decision="confirm", rationale="Agree; dental matches")
+    result = wf.reviews.review_lead(
+        users["petro"], world.lead_id, decision="confirm", rationale="Agree; dental matches"
+    )
     ident = result["identification"]
     assert ident is not None and ident["status"] == "confirmed"
     assert (ident["first_confirmed_by_id"], ident["second_confirmed_by_id"]) == (users["olena"].id, users["petro"].id)
     assert ident["evidence_count"] == 1
     assert result["lead"]["status"] == "identified"
     assert len(result["notifications"]["drafted"]) == 1
-    case = wf.get_case(users["olena"], world.case["case"]["reference"])
-    report = wf.get_report(users["olena"], world.report["report"]["reference"])
+    case = wf.cases.get_case(users["olena"], world.case["case"]["reference"])
+    report = wf.reports.get_report(users["olena"], world.report["report"]["reference"])
     assert case["status"] == "identified"
     assert report["status"] == "identified_deceased"
     # Reading a case file is audited too.
     assert [(e.actor, e.records) for e in _events(wf, "case.view")] == [("olena", [f"case:{case['id']}"])]
     # An identified lead takes no more reviews.
     with pytest.raises(ConflictError):
-        wf.review_lead(users["maria"], world.lead_id, decision="reject", rationale="Too late")
+        wf.reviews.review_lead(users["maria"], world.lead_id, decision="reject", rationale="Too late")
     with wf.db.sessions() as session:
         assert verify_chain(session) == []
 
 
 def test_a_user_holding_both_roles_still_counts_once(wf: Workflow, users: dict[str, User]) -> None:
     world = make_world(wf, users)
-    wf.add_evidence(users["taras"], world.lead_id, kind="documents", description="ID card")
-    wf.review_lead(users["taras"], world.lead_id, decision="confirm", rationale="Match")
+    wf.reviews.add_evidence(users["taras"], world.lead_id, kind="documents", description="ID card")
+    wf.reviews.review_lead(users["taras"], world.lead_id, decision="confirm", rationale="Match")
     with pytest.raises(PolicyError, match="two-person rule"):
-        wf.review_lead(users["taras"], world.lead_id, decision="confirm", rationale="Match again")
+        wf.reviews.review_lead(users["taras"], world.lead_id, decision="confirm", rationale="Match again")
     # An intervening other decision does not let taras count twice either.
-    wf.review_lead(users["taras"], world.lead_id, decision="inconclusive", rationale="Let me look again")
-    again = wf.review_lead(users["taras"], world.lead_id, decision="confirm", rationale="Match after all")
+    wf.reviews.review_lead(users["taras"], world.lead_id, decision="inconclusive", rationale="Let me look again")
+    again = wf.reviews.review_lead(users["taras"], world.lead_id, decision="confirm", rationale="Match after all")
     assert again["identification"] is None
-    done = wf.review_lead(users["maria"], world.lead_id, decision="confirm", rationale="Independent match")
+    done = wf.reviews.review_lead(users["maria"], world.lead_id, decision="confirm", rationale="Independent match")
     assert done["identification"]["first_confirmed_by_id"] == users["taras"].id
     assert done["identification"]["second_confirmed_by_id"] == users["maria"].id
 
 
 def test_second_confirmation_needs_the_reviewer_role(wf: Workflow, users: dict[str, User]) -> None:
     world = make_world(wf, users)
-    wf.add_evidence(users["petro"], world.lead_id, kind="fingerprints", description="Two prints match")
-    wf.review_lead(users["petro"], world.lead_id, decision="confirm", rationale="Match")
-    examiner = wf.review_lead(users["olena"], world.lead_id, decision="confirm", rationale="Match too")
+    wf.reviews.add_evidence(users["petro"], world.lead_id, kind="fingerprints", description="Two prints match")
+    wf.reviews.review_lead(users["petro"], world.lead_id, decision="confirm", rationale="Match")
+    examiner = wf.reviews.review_lead(users["olena"], world.lead_id, decision="confirm", rationale="Match too")
     assert examiner["identification"] is None
     assert "reviewer role" in examiner["waiting_for"]
-    done = wf.review_lead(users["maria"], world.lead_id, decision="confirm", rationale="Agree")
+    done = wf.reviews.review_lead(users["maria"], world.lead_id, decision="confirm", rationale="Agree")
     assert done["identification"]["first_confirmed_by_id"] == users["petro"].id
     assert done["identification"]["second_confirmed_by_id"] == users["maria"].id
 
 
 def test_a_standing_rejection_blocks_confirmation(wf: Workflow, users: dict[str, User]) -> None:
     world = make_world(wf, users)
-    wf.add_evidence(users["olena"], world.lead_id, kind="witness", description="Neighbour recognised her")
-    rejected = wf.review_lead(users["olena"], world.lead_id, decision="reject", rationale="Ears differ")
+    wf.reviews.add_evidence(users["olena"], world.lead_id, kind="witness", description="Neighbour recognised her")
+    rejected = wf.reviews.review_lead(users["olena"], world.lead_id, decision="reject", rationale="Ears differ")
     assert rejected["lead"]["status"] == "rejected"
-    wf.review_lead(users["petro"], world.lead_id, decision="confirm", rationale="I think it matches")
+    wf.reviews.review_lead(users["petro"], world.lead_id, decision="confirm", rationale="I think it matches")
     with pytest.raises(PolicyError, match="standing rejection by olena"):
-        wf.review_lead(users["maria"], world.lead_id, decision="confirm", rationale="Matches")
+        wf.reviews.review_lead(users["maria"], world.lead_id, decision="confirm", rationale="Matches")
     # olena revises her review (history kept); then a reviewer can establish it.
-    wf.review_lead(users["olena"], world.lead_id, decision="confirm", rationale="The ear was a shadow")
-    done = wf.review_lead(users["maria"], world.lead_id, decision="confirm", rationale="Matches")
+    wf.reviews.review_lead(users["olena"], world.lead_id, decision="confirm", rationale="The ear was a shadow")
+    done = wf.reviews.review_lead(users["maria"], world.lead_id, decision="confirm", rationale="Matches")
     assert done["identification"] is not None
     assert [r.decision for r in _reviews(wf, world.lead_id)] == ["reject", "confirm", "confirm", "confirm"]
 
@@ -116,36 +118,36 @@ def test_a_standing_rejection_blocks_confirmation(wf: Workflow, users: dict[str,
 def test_rationale_and_decision_are_checked(wf: Workflow, users: dict[str, User]) -> None:
     world = make_world(wf, users)
     with pytest.raises(InvalidInput, match="rationale"):
-        wf.review_lead(users["olena"], world.lead_id, decision="confirm", rationale="   ")
+        wf.reviews.review_lead(users["olena"], world.lead_id, decision="confirm", rationale="   ")
     with pytest.raises(InvalidInput, match="decision"):
-        wf.review_lead(users["olena"], world.lead_id, decision="maybe", rationale="Hmm")
+        wf.reviews.review_lead(users["olena"], world.lead_id, decision="maybe", rationale="Hmm")
     with pytest.raises(InvalidInput, match="evidence kind"):
-        wf.add_evidence(users["olena"], world.lead_id, kind="horoscope", description="Stars align")
+        wf.reviews.add_evidence(users["olena"], world.lead_id, kind="horoscope", description="Stars align")
     with pytest.raises(NotFoundError):
-        wf.review_lead(users["olena"], 999, decision="confirm", rationale="No such lead")
+        wf.reviews.review_lead(users["olena"], 999, decision="confirm", rationale="No such lead")
     assert _reviews(wf, world.lead_id) == []
 
 
 def test_wrong_roles_are_refused_and_audited(wf: Workflow, users: dict[str, User]) -> None:
     world = make_world(wf, users)
     with pytest.raises(PermissionDenied, match="examiner or reviewer"):
-        wf.review_lead(users["ivan"], world.lead_id, decision="confirm", rationale="I took the report")
+        wf.reviews.review_lead(users["ivan"], world.lead_id, decision="confirm", rationale="I took the report")
     with pytest.raises(PermissionDenied):
-        wf.create_report(users["anna"], name="X", reported_by="Y", source="Z", legal_basis="W")
+        wf.reports.create_report(users["anna"], name="X", reported_by="Y", source="Z", legal_basis="W")
     with pytest.raises(PermissionDenied, match="disabled"):
-        wf.review_lead(users["dmytro"], world.lead_id, decision="confirm", rationale="Disabled account")
+        wf.reviews.review_lead(users["dmytro"], world.lead_id, decision="confirm", rationale="Disabled account")
     with pytest.raises(PermissionDenied):
-        wf.add_evidence(users["anna"], world.lead_id, kind="dna", description="Auditors do not record evidence")
+        wf.reviews.add_evidence(users["anna"], world.lead_id, kind="dna", description="Auditors do not record evidence")
     with pytest.raises(PermissionDenied):  # auditors read the audit trail, not the case files
-        wf.get_report(users["anna"], world.report["report"]["reference"])
+        wf.reports.get_report(users["anna"], world.report["report"]["reference"])
     ident = identify(wf, users, world)["identification"]
-    note_id = wf.list_notifications(users["olena"])[0]["id"]
+    note_id = wf.notifications.list_notifications(users["olena"])[0]["id"]
     with pytest.raises(PermissionDenied, match="reviewer"):
-        wf.approve_notification(users["olena"], note_id)
+        wf.notifications.approve_notification(users["olena"], note_id)
     with pytest.raises(PermissionDenied, match="reviewer"):
-        wf.withdraw_identification(users["olena"], ident["id"], reason="Examiners cannot withdraw")
+        wf.identifications.withdraw_identification(users["olena"], ident["id"], reason="Examiners cannot withdraw")
     with pytest.raises(PermissionDenied):
-        wf.send_notifications(users["ivan"])
+        wf.outbox.send_notifications(users["ivan"])
     with wf.db.sessions() as session:
         denied = list(session.execute(select(AuditEvent).where(AuditEvent.outcome == "denied")).scalars())
         assert {(e.actor, e.action) for e in denied} == {
@@ -165,23 +167,23 @@ def test_a_case_and_a_report_are_linked_at_most_once(wf: Workflow, users: dict[s
     world = make_world(wf, users)
     identify(wf, users, world)
     # A second case leads to the same report: it cannot be confirmed while the first stands.
-    other_case = wf.create_case(users["ivan"], condition="deceased", found_place="Bucha")
+    other_case = wf.cases.create_case(users["ivan"], condition="deceased", found_place="Bucha")
     lead2 = insert_lead(wf, other_case["case"]["id"], world.report["report"]["id"])
-    wf.add_evidence(users["olena"], lead2, kind="personal_effects", description="Wedding ring")
-    wf.review_lead(users["olena"], lead2, decision="confirm", rationale="Similar")
+    wf.reviews.add_evidence(users["olena"], lead2, kind="personal_effects", description="Wedding ring")
+    wf.reviews.review_lead(users["olena"], lead2, decision="confirm", rationale="Similar")
     with pytest.raises(ConflictError, match="already identified"):
-        wf.review_lead(users["maria"], lead2, decision="confirm", rationale="Similar")
+        wf.reviews.review_lead(users["maria"], lead2, decision="confirm", rationale="Similar")
     # Once the first identification is withdrawn, the report is free again.
-    ident_id = wf.list_identifications(users["olena"])[0]["id"]
-    withdrawn = wf.withdraw_identification(users["maria"], ident_id, reason="DNA excluded her")
+    ident_id = wf.identifications.list_identifications(users["olena"])[0]["id"]
+    withdrawn = wf.identifications.withdraw_identification(users["maria"], ident_id, reason="DNA excluded her")
     assert withdrawn["identification"]["status"] == "withdrawn"
-    assert wf.get_report(users["olena"], world.report["report"]["reference"])["status"] == "missing"
-    assert wf.get_lead(users["olena"], world.lead_id)["flag"].startswith(f"identification {ident_id} withdrawn")
-    done = wf.review_lead(users["maria"], lead2, decision="confirm", rationale="Ring engraved with her name")
+    assert wf.reports.get_report(users["olena"], world.report["report"]["reference"])["status"] == "missing"
+    assert wf.reviews.get_lead(users["olena"], world.lead_id)["flag"].startswith(f"identification {ident_id} withdrawn")
+    done = wf.reviews.review_lead(users["maria"], lead2, decision="confirm", rationale="Ring engraved with her name")
     assert done["identification"]["report_id"] == world.report["report"]["id"]
     # The withdrawn lead is closed to reviews.
     with pytest.raises(ConflictError):
-        wf.review_lead(users["petro"], world.lead_id, decision="confirm", rationale="Again")
+        wf.reviews.review_lead(users["petro"], world.lead_id, decision="confirm", rationale="Again")
 
 
 def test_only_registered_contacts_can_be_notified(wf: Workflow, users: dict[str, User]) -> None:
@@ -198,39 +200,45 @@ def test_only_registered_contacts_can_be_notified(wf: Workflow, users: dict[str,
     assert ident["notifications"]["contacts_without_email"] == [world.report["contacts"][1]["id"]]
     stranger = other.report["contacts"][0]["id"]
     with pytest.raises(PolicyError, match="not a registered contact"):
-        wf.draft_notification(users["petro"], ident["identification"]["id"], stranger)
+        wf.notifications.draft_notification(users["petro"], ident["identification"]["id"], stranger)
     with pytest.raises(InvalidInput, match="no e-mail"):
-        wf.draft_notification(users["petro"], ident["identification"]["id"], world.report["contacts"][1]["id"])
+        wf.notifications.draft_notification(
+            users["petro"], ident["identification"]["id"], world.report["contacts"][1]["id"]
+        )
     with pytest.raises(ConflictError, match="already exists"):
-        wf.draft_notification(users["petro"], ident["identification"]["id"], world.report["contacts"][0]["id"])
+        wf.notifications.draft_notification(
+            users["petro"], ident["identification"]["id"], world.report["contacts"][0]["id"]
+        )
     # A contact registered after the confirmation can be drafted explicitly.
-    late = wf.add_contact(
+    late = wf.reports.add_contact(
         users["ivan"], world.report["report"]["reference"], name="Max", relation="son", email="max@x.example"
     )
-    note = wf.draft_notification(users["olena"], ident["identification"]["id"], late["id"])
+    note = wf.notifications.draft_notification(users["olena"], ident["identification"]["id"], late["id"])
     assert note["recipient"] == "max@x.example" and note["language"] == "en"
     with pytest.raises(InvalidInput):
-        wf.add_contact(users["ivan"], world.report["report"]["reference"], name="No way", relation="friend")
+        wf.reports.add_contact(users["ivan"], world.report["report"]["reference"], name="No way", relation="friend")
     with pytest.raises(InvalidInput, match="e-mail"):
-        wf.add_contact(users["ivan"], world.report["report"]["reference"], name="A", relation="b", email="not-an-email")
+        wf.reports.add_contact(
+            users["ivan"], world.report["report"]["reference"], name="A", relation="b", email="not-an-email"
+        )
 
 
 def test_notification_approval_rules(wf: Workflow, users: dict[str, User]) -> None:
     world = make_world(wf, users)
     identify(wf, users, world)  # petro's confirmation drafted the notification
-    note = wf.list_notifications(users["olena"])[0]
+    note = wf.notifications.list_notifications(users["olena"])[0]
     assert note["status"] == "draft" and note["drafted_by_id"] == users["petro"].id
     with pytest.raises(PolicyError, match="other than the drafter"):
-        wf.approve_notification(users["petro"], note["id"])
+        wf.notifications.approve_notification(users["petro"], note["id"])
     with pytest.raises(InvalidInput, match="not photos of the identified case"):
-        wf.approve_notification(users["maria"], note["id"], include_images=[12345])
-    approved = wf.approve_notification(users["maria"], note["id"])
+        wf.notifications.approve_notification(users["maria"], note["id"], include_images=[12345])
+    approved = wf.notifications.approve_notification(users["maria"], note["id"])
     assert approved["status"] == "approved" and approved["attachments"] == []
     with pytest.raises(ConflictError, match="not a draft"):
-        wf.approve_notification(users["taras"], note["id"])
-    cancelled = wf.cancel_notification(users["taras"], note["id"], reason="Family asked for a phone call")
+        wf.notifications.approve_notification(users["taras"], note["id"])
+    cancelled = wf.notifications.cancel_notification(users["taras"], note["id"], reason="Family asked for a phone call")
     assert cancelled["status"] == "cancelled"
-    redrafted = wf.draft_notification(users["olena"], note["identification_id"], note["contact_id"])
+    redrafted = wf.notifications.draft_notification(users["olena"], note["identification_id"], note["contact_id"])
     assert redrafted["status"] == "draft" and redrafted["message_id"] != note["message_id"]
 
 
@@ -258,7 +266,7 @@ def test_database_constraints_back_the_rules(wf: Workflow, users: dict[str, User
             )
         )
     review_id = _reviews(wf, world.lead_id)[0].id
-    other_case = wf.create_case(users["ivan"], condition="alive")
+    other_case = wf.cases.create_case(users["ivan"], condition="alive")
     lead2 = insert_lead(wf, other_case["case"]["id"], report_id)
     base = {
         "lead_id": lead2,
@@ -294,12 +302,12 @@ def test_second_reviewer_cannot_see_the_first_decision_before_deciding(wf: Workf
     """Blind confirmation on every channel: get_lead (used by the API, the CLI and the web) hides other
     examiners' decisions from a user who has not decided yet, and shows them once they have."""
     world = make_world(wf, users)
-    wf.review_lead(users["olena"], world.lead_id, decision="confirm", rationale="Same face, same scar")
-    before = wf.get_lead(users["petro"], world.lead_id)
+    wf.reviews.review_lead(users["olena"], world.lead_id, decision="confirm", rationale="Same face, same scar")
+    before = wf.reviews.get_lead(users["petro"], world.lead_id)
     assert before["blind"] and before["reviews"] == [] and before["hidden_reviews"] == 1
     assert before["status"] == "under_review"
-    own = wf.get_lead(users["olena"], world.lead_id)
+    own = wf.reviews.get_lead(users["olena"], world.lead_id)
     assert not own["blind"] and [r["decision"] for r in own["reviews"]] == ["confirm"]
-    wf.review_lead(users["petro"], world.lead_id, decision="inconclusive", rationale="Photo too dark to say")
-    after = wf.get_lead(users["petro"], world.lead_id)
+    wf.reviews.review_lead(users["petro"], world.lead_id, decision="inconclusive", rationale="Photo too dark to say")
+    after = wf.reviews.get_lead(users["petro"], world.lead_id)
     assert not after["blind"] and sorted(r["decision"] for r in after["reviews"]) == ["confirm", "inconclusive"]

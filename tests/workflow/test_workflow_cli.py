@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 from wftest import Inbox, face_images
 
+from facetrace.cli.main import app
 from facetrace.config import get_settings
 from facetrace.store.accounts import User
 from facetrace.store.db import Database
@@ -102,3 +104,56 @@ def test_cli_errors_are_one_line(cli: Callable[..., Any]) -> None:
         assert proc.returncode != 0, args
         assert message in proc.stderr, (args, proc.stderr)
         assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_the_commands_reports_and_cases_share(cli: Callable[..., Any], special_dir: Path) -> None:
+    """update, photo-add, match, show and erase of reports and cases: their lines (the first 80
+    characters: the console wraps longer ones) and exit codes."""
+    runner = CliRunner()
+
+    def text(*args: str | Path, code: int = 0) -> str:
+        result = runner.invoke(app, [str(a) for a in args])
+        assert result.exit_code == code, result.output
+        return str(result.output)
+
+    kelly = face_images("Kelly_Clarkson")
+    ref = cli(
+        "report", "add", "--as", "ivan", "--name", "Kelly Clarkson", "--reported-by", "her mother",
+        "--source", "tracing form", "--legal-basis", "consent", "--photo", kelly[0],
+    )["report"]["reference"]  # fmt: skip
+    case_ref = cli("case", "add", "--as", "ivan", "--condition", "alive", "--photo", kelly[-1])["case"]["reference"]
+
+    out = text("report", "update", ref, "--as", "ivan", "--description", "Seen in Irpin", "--retain-until", "none")
+    assert out.startswith(f"report {ref}: changed description; matching (threshold "), out
+    assert text("report", "update", ref, "--as", "ivan", "--dob", "1982").startswith(
+        f"report {ref}: changed date_of_birth"
+    )
+    out = text("report", "photo-add", ref, kelly[1], "--as", "ivan")
+    assert out.startswith(f"report {ref}: 1 enrolled, 0 already there, 0 error(s); matching"), out
+    out = text("report", "photo-add", ref, kelly[1], special_dir / "no_face.png", "--as", "ivan", code=1)
+    assert out.startswith(f"report {ref}: 0 enrolled, 1 already there, 1 error(s)"), out
+    assert "  no_face.png: " in out
+    assert text("report", "match", ref, "--as", "olena").startswith(f"report {ref}; matching (threshold ")
+    shown = text("report", "show", ref, "--as", "olena")
+    assert shown.startswith(
+        f"{ref}: Kelly Clarkson (born 1982) - missing\n  reported by her mother; source tracing form"
+    )
+    assert "  2 photo(s), 1 lead(s), 0 duplicate flag(s)" in shown
+
+    out = text("case", "update", case_ref, "--as", "ivan", "--found-place", "Bucha", "--found-at", "2024-04-11")
+    assert out.startswith(f"case {case_ref}: changed found_at, found_place; matching (threshold "), out
+    out = text("case", "photo-add", case_ref, kelly[1], "--as", "ivan")
+    assert out.startswith(f"case {case_ref}: 1 photo(s) added, 0 already there; matching"), out
+    assert text("case", "match", case_ref, "--as", "olena").startswith(f"case {case_ref}; matching (threshold ")
+    shown = text("case", "show", case_ref, "--as", "olena")
+    assert shown.startswith(f"{case_ref}: alive, found 2024-04-11T00:00:00+00:00 at Bucha; held by ?"), shown
+    assert "under_review" in shown
+    assert "  2 photo(s), 1 lead(s)" in shown
+
+    refused = cli("case", "erase", case_ref, "--as", "petro", "--yes", ok=False)
+    assert refused.returncode == 1 and "needs the role" in refused.stderr
+    out = text("case", "erase", case_ref, "--as", "ivan", "--yes", "--reason", "test")
+    # One media file stays: the report holds the same photo (files are stored by content).
+    assert out.startswith(f"case {case_ref} erased: 2 face(s), 2 image(s), 1 file(s), 1 lead(s),"), out
+    out = text("report", "erase", ref, "--as", "ivan", "--yes", "--reason", "test")
+    assert out.startswith(f"report {ref} erased: 2 face(s), 2 image(s), 2 file(s), 0 lead(s)"), out

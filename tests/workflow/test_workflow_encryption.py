@@ -51,16 +51,16 @@ def test_contacts_and_notifications_are_encrypted(
     drafted = identify(wf, users, world)["notifications"]["drafted"]
     assert len(drafted) == 2
     for nid in drafted:
-        wf.approve_notification(users["maria"], nid)
-    assert wf.send_notifications(users["maria"])["sent"] == 2
+        wf.notifications.approve_notification(users["maria"], nid)
+    assert wf.outbox.send_notifications(users["maria"])["sent"] == 2
     assert sorted(r for e in smtp.envelopes for r in e.rcpt_tos) == sorted(["iryna@family.example", LONG_EMAIL])
     (sister,) = smtp.to("iryna@family.example")
     assert "Iryna Kovalenko" in sister.get_body(preferencelist=("plain",)).get_content()
 
-    report = wf.get_report(users["olena"], world.report["report"]["id"])
+    report = wf.reports.get_report(users["olena"], world.report["report"]["id"])
     assert [c["email"] for c in report["contacts"]] == [c.get("email") for c in FAMILY]
     assert report["contacts"][2]["phone"] == FAMILY[2]["phone"]
-    note = wf.get_notification(users["olena"], drafted[0])
+    note = wf.notifications.get_notification(users["olena"], drafted[0])
     assert note["recipient"] == "iryna@family.example" and "Iryna Kovalenko" in note["body"]
 
     def raw_values() -> list[str]:
@@ -95,7 +95,7 @@ def test_contacts_and_notifications_are_encrypted(
     assert sum(pending(wf.db, only_new).values()) == 0
     assert raw_values() != stored and all(v.startswith("fte1:") for v in raw_values())
     attach_keyring(wf.db.engine, only_new)
-    again = wf.get_report(users["olena"], world.report["report"]["id"])
+    again = wf.reports.get_report(users["olena"], world.report["report"]["id"])
     assert [c["email"] for c in again["contacts"]] == [c.get("email") for c in FAMILY]
     assert key_id(read_key_file(new)).hex() == outcome.key_id
 

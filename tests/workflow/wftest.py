@@ -127,7 +127,7 @@ def make_world(
     condition: str = "deceased",
 ) -> World:
     """Create a report (with contacts) and a case through the service, and a lead between them."""
-    report = wf.create_report(
+    report = wf.reports.create_report(
         users["ivan"],
         name=name,
         reported_by="Sister, in person at the Kyiv office",
@@ -142,7 +142,7 @@ def make_world(
             {"name": "Iryna Kovalenko", "relation": "sister", "email": "iryna@family.example", "language": "uk"},
         ],
     )
-    case = wf.create_case(
+    case = wf.cases.create_case(
         users["ivan"],
         condition=condition,
         found_at="2024-04-11",
@@ -155,9 +155,11 @@ def make_world(
 
 def identify(wf: Workflow, users: dict[str, User], world: World) -> dict[str, Any]:
     """Confirm the world's lead with evidence by olena (examiner) then petro (reviewer)."""
-    wf.add_evidence(users["olena"], world.lead_id, kind="documents", description="Passport found with the body")
-    wf.review_lead(users["olena"], world.lead_id, decision="confirm", rationale="Same scar, same face")
-    return wf.review_lead(users["petro"], world.lead_id, decision="confirm", rationale="Agree; passport matches")
+    wf.reviews.add_evidence(users["olena"], world.lead_id, kind="documents", description="Passport found with the body")
+    wf.reviews.review_lead(users["olena"], world.lead_id, decision="confirm", rationale="Same scar, same face")
+    return wf.reviews.review_lead(
+        users["petro"], world.lead_id, decision="confirm", rationale="Agree; passport matches"
+    )
 
 
 class DroppingSmtpServer:

@@ -255,13 +255,15 @@ def add_report_photos(
 @router.post("/reports/{reference}/contacts", status_code=201, response_model=ContactView)
 def add_contact(reference: str, body: ContactIn, actor: Recorder, service: ServiceDep) -> Any:
     """Register a family contact on a report: the only possible recipients of notifications."""
-    return workflow_for(service, actor).add_contact(actor.user, reference, **body.model_dump())
+    return workflow_for(service, actor).reports.add_contact(actor.user, reference, **body.model_dump())
 
 
 @router.patch("/contacts/{contact_id}", response_model=ContactView)
 def update_contact(contact_id: int, body: ContactUpdate, actor: Recorder, service: ServiceDep) -> Any:
     """Correct a contact's details (only the fields sent)."""
-    return workflow_for(service, actor).update_contact(actor.user, contact_id, **body.model_dump(exclude_unset=True))
+    return workflow_for(service, actor).reports.update_contact(
+        actor.user, contact_id, **body.model_dump(exclude_unset=True)
+    )
 
 
 @router.post("/reports/{reference}/match", response_model=ReportMatching)
@@ -273,7 +275,9 @@ def match_report(reference: str, actor: Matcher, service: ServiceDep) -> Any:
 @router.post("/reports/{reference}/merge", response_model=MergeResult)
 def merge_report(reference: str, body: MergeIn, actor: Merger, service: ServiceDep) -> Any:
     """Merge this report into another (the same person reported twice); both histories stay."""
-    return workflow_for(service, actor).merge_reports(actor.user, reference, body.into, rationale=body.rationale)
+    return workflow_for(service, actor).matching.merge_reports(
+        actor.user, reference, body.into, rationale=body.rationale
+    )
 
 
 @router.get("/duplicates", response_model=Items[DuplicateListItem])
@@ -284,13 +288,13 @@ def list_duplicates(
     service: ServiceDep,
 ) -> Any:
     """List possible duplicate reports."""
-    return {"items": workflow_for(service, actor).list_duplicates(actor.user, status=status or None)}
+    return {"items": workflow_for(service, actor).matching.list_duplicates(actor.user, status=status or None)}
 
 
 @router.post("/duplicates/{flag_id}/dismiss", response_model=DuplicateView)
 def dismiss_duplicate(flag_id: int, body: RationaleIn, actor: Merger, service: ServiceDep) -> Any:
     """Record that two flagged reports are different people."""
-    return workflow_for(service, actor).dismiss_duplicate(actor.user, flag_id, rationale=body.rationale)
+    return workflow_for(service, actor).matching.dismiss_duplicate(actor.user, flag_id, rationale=body.rationale)
 
 
 # -- cases ------------------------------------------------------------------------------------------
@@ -366,7 +370,7 @@ def list_leads(
     service: ServiceDep,
 ) -> Any:
     """The review queue: leads, best score first."""
-    rows = workflow_for(service, actor).list_leads(
+    rows = workflow_for(service, actor).reviews.list_leads(
         actor.user, status=status, case=case, report=report, offset=offset, limit=limit + 1
     )
     return _page(rows, offset, limit)
@@ -375,19 +379,19 @@ def list_leads(
 @router.post("/leads/rematch", response_model=RematchResult)
 def rematch(actor: Matcher, service: ServiceDep) -> Any:
     """Search every open case and every report again (after a recalibration or bulk import)."""
-    return workflow_for(service, actor).match_all(actor.user)
+    return workflow_for(service, actor).matching.match_all(actor.user)
 
 
 @router.get("/leads/{lead_id}", response_model=LeadDetail)
 def show_lead(lead_id: int, actor: Reader, service: ServiceDep) -> Any:
     """Show a lead with its case, report, reviews, evidence and identification."""
-    return workflow_for(service, actor).get_lead(actor.user, lead_id)
+    return workflow_for(service, actor).reviews.get_lead(actor.user, lead_id)
 
 
 @router.post("/leads/{lead_id}/reviews", status_code=201, response_model=ReviewResult)
 def review_lead(lead_id: int, body: ReviewIn, actor: Reviewer, service: ServiceDep) -> Any:
     """Review a lead. A reviewer's confirmation after a different user's establishes the identification."""
-    return workflow_for(service, actor).review_lead(
+    return workflow_for(service, actor).reviews.review_lead(
         actor.user, lead_id, decision=body.decision, rationale=body.rationale
     )
 
@@ -395,32 +399,34 @@ def review_lead(lead_id: int, body: ReviewIn, actor: Reviewer, service: ServiceD
 @router.post("/leads/{lead_id}/evidence", status_code=201, response_model=EvidenceView)
 def add_evidence(lead_id: int, body: EvidenceIn, actor: Reviewer, service: ServiceDep) -> Any:
     """Record corroborating evidence on a lead."""
-    return workflow_for(service, actor).add_evidence(actor.user, lead_id, **body.model_dump())
+    return workflow_for(service, actor).reviews.add_evidence(actor.user, lead_id, **body.model_dump())
 
 
 # -- identifications --------------------------------------------------------------------------------
 @router.get("/identifications", response_model=Items[IdentificationListItem])
 def list_identifications(*, status: str | None = Query(None), actor: Reader, service: ServiceDep) -> Any:
     """List identifications, newest first."""
-    return {"items": workflow_for(service, actor).list_identifications(actor.user, status=status)}
+    return {"items": workflow_for(service, actor).identifications.list_identifications(actor.user, status=status)}
 
 
 @router.get("/identifications/{identification_id}", response_model=IdentificationDetail)
 def show_identification(identification_id: int, actor: Reader, service: ServiceDep) -> Any:
     """Show an identification with its reviews, evidence and notifications."""
-    return workflow_for(service, actor).get_identification(actor.user, identification_id)
+    return workflow_for(service, actor).identifications.get_identification(actor.user, identification_id)
 
 
 @router.post("/identifications/{identification_id}/withdraw", response_model=WithdrawResult)
 def withdraw_identification(identification_id: int, body: ReasonIn, actor: Withdrawer, service: ServiceDep) -> Any:
     """Withdraw an identification: unsent notifications are cancelled, corrections drafted."""
-    return workflow_for(service, actor).withdraw_identification(actor.user, identification_id, reason=body.reason)
+    return workflow_for(service, actor).identifications.withdraw_identification(
+        actor.user, identification_id, reason=body.reason
+    )
 
 
 @router.post("/identifications/{identification_id}/notifications", status_code=201, response_model=NotificationView)
 def draft_notification(identification_id: int, body: DraftIn, actor: Reviewer, service: ServiceDep) -> Any:
     """Draft a notification to one registered contact of the identified report."""
-    return workflow_for(service, actor).draft_notification(actor.user, identification_id, body.contact_id)
+    return workflow_for(service, actor).notifications.draft_notification(actor.user, identification_id, body.contact_id)
 
 
 # -- notifications ----------------------------------------------------------------------------------
@@ -435,7 +441,7 @@ def list_notifications(
     service: ServiceDep,
 ) -> Any:
     """List notifications, newest first (without their text)."""
-    rows = workflow_for(service, actor).list_notifications(
+    rows = workflow_for(service, actor).notifications.list_notifications(
         actor.user, status=status, identification_id=identification_id, offset=offset, limit=limit + 1
     )
     return _page(rows, offset, limit)
@@ -444,7 +450,7 @@ def list_notifications(
 @router.post("/notifications/send", response_model=OutboxRun)
 def send_notifications(body: SendIn, actor: Sender, service: ServiceDep) -> Any:
     """Run the outbox: send approved notifications by SMTP, each at most once."""
-    return workflow_for(service, actor).send_notifications(
+    return workflow_for(service, actor).outbox.send_notifications(
         actor.user, notification_ids=body.notification_ids, stale_after_s=body.stale_after_s
     )
 
@@ -452,13 +458,13 @@ def send_notifications(body: SendIn, actor: Sender, service: ServiceDep) -> Any:
 @router.get("/notifications/{notification_id}", response_model=NotificationDetail)
 def show_notification(notification_id: int, actor: Reader, service: ServiceDep) -> Any:
     """Show a notification with its text and delivery attempts."""
-    return workflow_for(service, actor).get_notification(actor.user, notification_id)
+    return workflow_for(service, actor).notifications.get_notification(actor.user, notification_id)
 
 
 @router.post("/notifications/{notification_id}/approve", response_model=NotificationView)
 def approve_notification(notification_id: int, body: ApproveIn, actor: Approver, service: ServiceDep) -> Any:
     """Approve a draft (a reviewer other than the drafter); photos only if listed."""
-    return workflow_for(service, actor).approve_notification(
+    return workflow_for(service, actor).notifications.approve_notification(
         actor.user, notification_id, include_images=body.include_images
     )
 
@@ -466,12 +472,14 @@ def approve_notification(notification_id: int, body: ApproveIn, actor: Approver,
 @router.post("/notifications/{notification_id}/cancel", response_model=NotificationView)
 def cancel_notification(notification_id: int, body: ReasonIn, actor: Approver, service: ServiceDep) -> Any:
     """Cancel a notification not yet sent."""
-    return workflow_for(service, actor).cancel_notification(actor.user, notification_id, reason=body.reason)
+    return workflow_for(service, actor).notifications.cancel_notification(
+        actor.user, notification_id, reason=body.reason
+    )
 
 
 @router.post("/notifications/{notification_id}/resolve", response_model=NotificationView)
 def resolve_notification(notification_id: int, body: ResolveIn, actor: Sender, service: ServiceDep) -> Any:
     """Settle a notification whose delivery is unknown, failed or refused."""
-    return workflow_for(service, actor).resolve_notification(
+    return workflow_for(service, actor).outbox.resolve_notification(
         actor.user, notification_id, resolution=body.resolution, rationale=body.rationale
     )

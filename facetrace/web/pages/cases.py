@@ -44,8 +44,8 @@ def show_page(
 ) -> Response:
     """Return the case's page (audited as case.view). Raises NotFoundError."""
     wf = workflow_for(service, actor)
-    detail = wf.get_case(actor.user, reference)
-    leads = wf.list_leads(actor.user, case=detail["id"], limit=1000)
+    detail = wf.cases.get_case(actor.user, reference)
+    leads = wf.reviews.list_leads(actor.user, case=detail["id"], limit=1000)
     context = record_page_context(service, actor, detail["photos"], leads)
     records = [f"case:{detail['id']}", *(f"lead:{lead['id']}" for lead in leads)]
     records += [f"identification:{i['id']}" for i in detail["identifications"]]

@@ -21,7 +21,7 @@ router = web_router()
 @router.get("/identifications")
 def identifications(request: Request, actor: Reader, service: ServiceDep) -> Response:
     """Identifications, newest first."""
-    rows = workflow_for(service, actor).list_identifications(actor.user)
+    rows = workflow_for(service, actor).identifications.list_identifications(actor.user)
     return page(request, actor, "identifications.html", title="Identifications", rows=rows)
 
 
@@ -36,8 +36,8 @@ def _identification_page(
     withdraw_error: str = "",
 ) -> Response:
     wf = workflow_for(service, actor)
-    ident = wf.get_identification(actor.user, ident_id)
-    contacts = wf.get_report(actor.user, ident["report"]["id"])["contacts"] if ident["report"] else []
+    ident = wf.identifications.get_identification(actor.user, ident_id)
+    contacts = wf.reports.get_report(actor.user, ident["report"]["id"])["contacts"] if ident["report"] else []
     live = {(n["contact_id"], n["kind"]) for n in ident["notifications"] if n["status"] != "cancelled"}
     notified = {n["contact_id"] for n in ident["notifications"] if n["kind"] == "identification" and n["sent_at"]}
     if ident["status"] == "confirmed":
@@ -80,7 +80,9 @@ def withdraw(
 ) -> Response:
     """Withdraw an identification with a reason (corrections are drafted for approval)."""
     try:
-        workflow_for(service, actor).withdraw_identification(actor.user, ident_id, reason=text(form, "reason"))
+        workflow_for(service, actor).identifications.withdraw_identification(
+            actor.user, ident_id, reason=text(form, "reason")
+        )
     except FacetraceError as exc:
         if exc.status in (403, 404):
             raise
@@ -102,7 +104,7 @@ def draft(
     except ValueError:
         return _identification_page(request, actor, service, ident_id, status=422, draft_error="Choose a contact.")
     try:
-        note = workflow_for(service, actor).draft_notification(actor.user, ident_id, contact_id)
+        note = workflow_for(service, actor).notifications.draft_notification(actor.user, ident_id, contact_id)
     except FacetraceError as exc:
         if exc.status == 403 and exc.code != "policy":
             raise

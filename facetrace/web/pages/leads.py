@@ -32,10 +32,10 @@ def leads(request: Request, actor: Reader, service: ServiceDep) -> Response:
     if queue == "second":
         with service.db.sessions() as session:
             wanted = set(services.awaiting_second_review(session))
-        rows = [r for r in wf.list_leads(actor.user, limit=1000) if r["id"] in wanted]
+        rows = [r for r in wf.reviews.list_leads(actor.user, limit=1000) if r["id"] in wanted]
         rows = rows[offset : offset + PAGE_SIZE + 1]
     else:
-        rows = wf.list_leads(actor.user, status=status or None, offset=offset, limit=PAGE_SIZE + 1)
+        rows = wf.reviews.list_leads(actor.user, status=status or None, offset=offset, limit=PAGE_SIZE + 1)
     reviewed = services.reviewed_leads(service.db, actor.user.id)
     return page(
         request,
@@ -69,7 +69,7 @@ def _lead_page(
     review_error: str = "",
     evidence_error: str = "",
 ) -> Response:
-    raw = workflow_for(service, actor).get_lead(actor.user, lead_id)
+    raw = workflow_for(service, actor).reviews.get_lead(actor.user, lead_id)
     lead = raw  # already blinded for this user by the workflow
     probe = _face_card(service, raw["case_face"])
     candidate = _face_card(service, raw["report_face"])
@@ -120,7 +120,7 @@ def review_lead(
     """Record the user's review; a second, different reviewer's confirmation establishes the
     identification (the workflow enforces the two-person rule and the evidence policy)."""
     try:
-        result = workflow_for(service, actor).review_lead(
+        result = workflow_for(service, actor).reviews.review_lead(
             actor.user, lead_id, decision=text(form, "decision"), rationale=text(form, "rationale")
         )
     except FacetraceError as exc:
@@ -142,7 +142,7 @@ def add_evidence(
 ) -> Response:
     """Record corroborating evidence on a lead."""
     try:
-        workflow_for(service, actor).add_evidence(
+        workflow_for(service, actor).reviews.add_evidence(
             actor.user,
             lead_id,
             kind=text(form, "kind"),

@@ -29,10 +29,14 @@ def notifications(request: Request, actor: Reader, service: ServiceDep) -> Respo
     offset = page_offset(request)
     wf = workflow_for(service, actor)
     if status == "problems":
-        rows = [r for s in PROBLEM_STATUSES for r in wf.list_notifications(actor.user, status=s, limit=1000)]
+        rows = [
+            r for s in PROBLEM_STATUSES for r in wf.notifications.list_notifications(actor.user, status=s, limit=1000)
+        ]
         rows = sorted(rows, key=lambda r: r["id"], reverse=True)[offset : offset + PAGE_SIZE + 1]
     else:
-        rows = wf.list_notifications(actor.user, status=status or None, offset=offset, limit=PAGE_SIZE + 1)
+        rows = wf.notifications.list_notifications(
+            actor.user, status=status or None, offset=offset, limit=PAGE_SIZE + 1
+        )
     return page(
         request,
         actor,
@@ -50,9 +54,9 @@ def _notification_page(
     request: Request, actor: Actor, service: Service, nid: int, *, status: int = 200, action_error: str = ""
 ) -> Response:
     wf = workflow_for(service, actor)
-    note = wf.get_notification(actor.user, nid)
-    ident = wf.get_identification(actor.user, note["identification_id"])
-    case_photos = wf.get_case(actor.user, ident["case_id"])["photos"] if ident["case"] else []
+    note = wf.notifications.get_notification(actor.user, nid)
+    ident = wf.identifications.get_identification(actor.user, note["identification_id"])
+    case_photos = wf.cases.get_case(actor.user, ident["case_id"])["photos"] if ident["case"] else []
     contact = services.contact(service.db, note["contact_id"])
     user = actor.user
     view(
@@ -116,9 +120,9 @@ def approve(
     wf = workflow_for(service, actor)
 
     def act() -> None:
-        wf.approve_notification(actor.user, nid, include_images=include)
+        wf.notifications.approve_notification(actor.user, nid, include_images=include)
         if any(actor.user.has_role(r) for r in SEND_ROLES):
-            wf.send_notifications(actor.user, notification_ids=[nid])
+            wf.outbox.send_notifications(actor.user, notification_ids=[nid])
 
     return _notification_action(request, actor, service, nid, act, "approved")
 
@@ -134,7 +138,7 @@ def send(
     """Run the outbox for this notification (approved, or failed and retryable): at most once."""
     wf = workflow_for(service, actor)
     return _notification_action(
-        request, actor, service, nid, lambda: wf.send_notifications(actor.user, notification_ids=[nid]), "sent"
+        request, actor, service, nid, lambda: wf.outbox.send_notifications(actor.user, notification_ids=[nid]), "sent"
     )
 
 
@@ -150,7 +154,12 @@ def cancel(
     wf = workflow_for(service, actor)
     reason = text(form, "reason")
     return _notification_action(
-        request, actor, service, nid, lambda: wf.cancel_notification(actor.user, nid, reason=reason), "cancelled"
+        request,
+        actor,
+        service,
+        nid,
+        lambda: wf.notifications.cancel_notification(actor.user, nid, reason=reason),
+        "cancelled",
     )
 
 
@@ -170,6 +179,6 @@ def resolve(
         actor,
         service,
         nid,
-        lambda: wf.resolve_notification(actor.user, nid, resolution=resolution, rationale=rationale),
+        lambda: wf.outbox.resolve_notification(actor.user, nid, resolution=resolution, rationale=rationale),
         "resolved",
     )

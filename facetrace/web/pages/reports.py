@@ -66,7 +66,7 @@ def show_page(
     contact_error: str = "",
 ) -> Response:
     """Return the report's page (audited as report.view). Raises NotFoundError."""
-    detail = workflow_for(service, actor).get_report(actor.user, reference)
+    detail = workflow_for(service, actor).reports.get_report(actor.user, reference)
     context = record_page_context(service, actor, detail["photos"], detail["leads"])
     lead_records = [f"lead:{lead['id']}" for lead in detail["leads"]]
     history = services.record_history(service.db, [f"report:{detail['id']}", *lead_records])
@@ -97,7 +97,7 @@ def add_contact(
 ) -> Response:
     """Register a family contact on a report."""
     try:
-        workflow_for(service, actor).add_contact(
+        workflow_for(service, actor).reports.add_contact(
             actor.user,
             reference,
             name=text(form, "name"),
