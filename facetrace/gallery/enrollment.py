@@ -203,7 +203,10 @@ class Enroller:
                     outcome.images_skipped += 1
                     continue
                 existing.add((item.external_id, digest))
-                result = self.model.analyze_here(image.data, image.name, largest_only=True)
+                if image.faces is not None:
+                    result: Analysis = list(image.faces[:1])
+                else:
+                    result = self.model.analyze_here(image.data, image.name, largest_only=True)
                 error = self.enroll_analysed(item, image, digest, result, outcome)
                 if error:
                     outcome.errors.append({"file": image.name, "person": item.external_id, "error": error})

@@ -10,11 +10,15 @@ import io
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from facetrace.errors import ImageError, ImageTooLargeError
+
+if TYPE_CHECKING:  # the pipeline decodes with this module
+    from facetrace.vision.pipeline import Face
 
 DEFAULT_MAX_PIXELS = 50_000_000
 # Formats we accept; MPO is what many cameras write for JPEG.
@@ -32,10 +36,15 @@ ROTATING_ORIENTATIONS = {5, 6, 7, 8}  # EXIF orientations that swap width and he
 @dataclass(frozen=True)
 class ImageInput:
     """An encoded image and the name it came with (a file name, an upload's name): what enrollment,
-    search and analysis take. Files are read into one at the edges (command line, manifests, jobs)."""
+    search and analysis take. Files are read into one at the edges (command line, manifests, jobs).
+
+    ``faces``: the image's faces, largest first, when the same engine already analysed it (an intake
+    form checks each photo before it is stored), so that it is not analysed twice; None: not yet.
+    """
 
     name: str
     data: bytes
+    faces: tuple[Face, ...] | None = None
 
     @classmethod
     def read(cls, path: str | Path) -> ImageInput:

@@ -5,6 +5,7 @@ page shows them."""
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import UploadFile
@@ -14,6 +15,7 @@ from facetrace.http.deps import read_image_upload
 from facetrace.usecases.actors import Actor
 from facetrace.usecases.service import Service
 from facetrace.vision.decode import image_width_height
+from facetrace.vision.pipeline import Face as DetectedFace
 from facetrace.web import services
 from facetrace.workflow import PhotoInput
 from facetrace.workflow.common import RECORD_ROLES
@@ -40,8 +42,16 @@ def photo_feedback(service: Service, data: bytes, name: str, kind: str) -> dict[
     Raises:
         ImageError: not a usable image (over the limits, corrupt).
     """
+    return feedback_on(service, data, name, kind, service.gallery.detect(data, name))
+
+
+def feedback_on(service: Service, data: bytes, name: str, kind: str, faces: Sequence[DetectedFace]) -> dict[str, Any]:
+    """Return :func:`photo_feedback`'s answer for a photo whose ``faces`` are already detected.
+
+    Raises:
+        ImageError: the image's header cannot be read.
+    """
     width, height = image_width_height(data, oriented=True)
-    faces = service.gallery.detect(data, name)
     min_quality = service.settings.min_quality
     out = [face_feedback(f, min_quality) for f in faces]
     reason = None
@@ -75,14 +85,15 @@ def check_uploads(service: Service, uploads: list[UploadFile], kind: str) -> tup
     for upload in uploads:
         try:
             data, name = read_image_upload(upload, service.settings.max_upload_bytes)
-            feedback = photo_feedback(service, data, name, kind)
+            faces = tuple(service.gallery.detect(data, name))
+            feedback = feedback_on(service, data, name, kind, faces)
         except FacetraceError as exc:
             problems.append(f"{upload.filename or 'photo'}: {exc.message}")
             continue
         if not feedback["usable"]:
             problems.append(f"{upload.filename or name}: {feedback['reason']}")
             continue
-        photos.append(PhotoInput(upload.filename or name, data))
+        photos.append(PhotoInput(upload.filename or name, data, faces))  # analysed once: the workflow keeps these
     return photos, problems
 
 

@@ -20,6 +20,7 @@ from facetrace.store.workflow_models import (
     Report,
     Review,
 )
+from facetrace.vision.pipeline import Face as DetectedFace
 
 # Who may do what. Roles come from facetrace.store.accounts.ROLES.
 READ_ROLES = ("intake", "examiner", "reviewer")  # the case files; admins and auditors do not read them
@@ -50,10 +51,12 @@ class InvalidInput(FacetraceError):
 
 @dataclass(frozen=True)
 class PhotoInput:
-    """One uploaded or local photo: its file name (kept as provenance) and its bytes."""
+    """One uploaded or local photo: its file name (kept as provenance) and its bytes; ``faces``: its
+    faces, largest first, when the caller already analysed it with the gallery (None: not yet)."""
 
     name: str
     data: bytes
+    faces: tuple[DetectedFace, ...] | None = None
 
 
 def required_text(value: str | None, field: str, *, max_len: int = 10_000) -> str:

@@ -75,7 +75,7 @@ def enroll_report_photos(gallery: Gallery, person: dict[str, Any], photos: list[
     Raises:
         FacetraceError: the disk filled up (what was committed stays enrolled).
     """
-    named = [ImageInput(safe_name(photo.name, n), photo.data) for n, photo in enumerate(photos)]
+    named = [ImageInput(safe_name(photo.name, n), photo.data, photo.faces) for n, photo in enumerate(photos)]
     outcome = gallery.enroll_images(EnrollItem(images=[], **person), named)
     names = {image.name: photo.name for image, photo in zip(named, photos, strict=True)}
     errors = [{"file": names.get(e.get("file", ""), e.get("file", "")), "error": e["error"]} for e in outcome.errors]
@@ -87,7 +87,7 @@ def analyse_case_photos(gallery: Gallery, photos: list[PhotoInput]) -> list[Anal
     out = []
     for number, photo in enumerate(photos):
         name = photo.name or f"photo-{number}"
-        faces = gallery.detect(photo.data, name)
+        faces = photo.faces if photo.faces is not None else gallery.detect(photo.data, name)
         if not faces:
             raise NoFaceError(f"{name}: no face found; nothing was stored")
         out.append(AnalysedPhoto(photo, sha256_bytes(photo.data), faces[0]))

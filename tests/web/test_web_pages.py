@@ -445,3 +445,45 @@ def test_intake_forms_keep_input_after_an_error(client: TestClient, path: str) -
     response = client.post(path, data=data)
     assert response.status_code == 422
     assert "assigned automatically" in response.text or "required" in response.text
+
+
+def test_intake_analyses_each_photo_once(client: TestClient, web_app: FastAPI, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The photo check of the intake form detects the faces; the report's enrollment and the case's
+    storage reuse them rather than analysing the same photo again."""
+    model = web_app.state.service.gallery.face_model
+    calls: list[str] = []
+    detect, analyze_here = model.detect, model.analyze_here
+
+    def counting_detect(data: bytes, name: str = "image") -> Any:
+        calls.append(f"detect {name}")
+        return detect(data, name)
+
+    def counting_analyze_here(data: bytes, name: str, *, largest_only: bool) -> Any:
+        calls.append(f"analyze {name}")
+        return analyze_here(data, name, largest_only=largest_only)
+
+    monkeypatch.setattr(model, "detect", counting_detect)
+    monkeypatch.setattr(model, "analyze_here", counting_analyze_here)
+    csrf = client_login(client, "ivan")
+    photo = face_images("Kelly_Clarkson")[0]
+    form = {"csrf_token": csrf, "name": "Once Analysed", "reported_by": "aunt", "source": "form"}
+    response = client.post(
+        "/reports/new",
+        data={**form, "legal_basis": "consent"},
+        files=[("photos", (photo.name, photo.read_bytes(), "image/jpeg"))],
+        follow_redirects=False,
+    )
+    assert response.status_code == 303, response.text
+    assert calls == [f"detect {photo.name}"]
+    report_page = client.get(response.headers["location"]).text
+    assert "/media/faces/" in report_page  # enrolled with its face
+    calls.clear()
+    response = client.post(
+        "/cases/new",
+        data={"csrf_token": csrf, "condition": "alive"},
+        files=[("photos", (photo.name, photo.read_bytes(), "image/jpeg"))],
+        follow_redirects=False,
+    )
+    assert response.status_code == 303, response.text
+    assert calls == [f"detect {photo.name}"]
+    assert "/media/faces/" in client.get(response.headers["location"]).text
