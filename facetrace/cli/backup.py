@@ -8,8 +8,12 @@ from typing import Annotated, Any
 
 import typer
 
+from facetrace.cli.accounts import cli_audit
 from facetrace.cli.output import console, emit_json, progress_bar
 from facetrace.config import get_settings
+from facetrace.gallery import Gallery
+from facetrace.store.backup import create_backup, restore_backup
+from facetrace.store.db import Database
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
@@ -21,9 +25,6 @@ def backup(
     """Back up the data home: a consistent snapshot of the database (while the server may run), the media
     files, index files, calibration and templates, with a manifest of checksums. Encrypted data stays
     encrypted; the key is never included."""
-    from facetrace.cli.accounts import cli_audit
-    from facetrace.store.backup import create_backup
-    from facetrace.store.db import Database
 
     settings = get_settings()
     with progress_bar("backing up", enabled=not json_out and sys.stderr.isatty()) as update:
@@ -57,9 +58,6 @@ def restore(
 ) -> None:
     """Restore a backup into a new data home: checksums verified first (nothing is written if one fails),
     the schema migrated to the newest revision, the index brought in line with the database (or rebuilt)."""
-    from facetrace.cli.accounts import cli_audit
-    from facetrace.gallery import Gallery
-    from facetrace.store.backup import restore_backup
 
     with progress_bar("restoring", enabled=not json_out and sys.stderr.isatty()) as update:
         result: dict[str, Any] = restore_backup(archive, home, database_url=database_url, progress=update)

@@ -9,6 +9,7 @@ from pydantic import ValidationError
 from rich.table import Table
 from rich.text import Text
 
+from facetrace.cli.accounts import cli_actor
 from facetrace.cli.output import console, emit_json, fail
 from facetrace.config import get_settings
 from facetrace.ops.doctor import CHECKS, CheckResult, DoctorOptions, DoctorReport, run_doctor
@@ -64,7 +65,6 @@ def doctor(
 
     Exit code: 0 all ok, 1 warnings (works, needs attention), 2 failures (broken or data at risk).
     """
-    from facetrace.cli.accounts import cli_actor
 
     try:
         settings = get_settings()

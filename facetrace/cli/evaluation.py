@@ -10,21 +10,21 @@ import typer
 
 from facetrace.cli.output import console, emit_json, progress_bar
 from facetrace.config import get_settings
+from facetrace.evaluation.protocol import build_split
+from facetrace.evaluation.run import calibrate_embedded, embed_samples, evaluate
+from facetrace.gallery import Gallery
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 WorkersOpt = Annotated[int, typer.Option(help="Processes (0 = every core).")]
 
 
 def _analyzer_setup() -> tuple[str, dict[str, Any]]:
-    from facetrace.gallery import Gallery
-
     gallery = Gallery(get_settings())
     return gallery.model_id, gallery.analyzer_options
 
 
 def eval_command(dataset_dir: Path, workers: WorkersOpt = 0, json_out: JsonOpt = False) -> None:
     """Run the open-set 1:N accuracy protocol (../shared/eval-protocol.md) on DATASET_DIR."""
-    from facetrace.evaluation.run import evaluate
 
     model_id, options = _analyzer_setup()
     with progress_bar("embedding", enabled=not json_out and sys.stderr.isatty()) as update:
@@ -50,8 +50,6 @@ def calibrate_command(
     Use it with FACETRACE_CALIBRATION_PATH=<the file>. The calibration shipped for the default model was
     built with this command on ../shared/data/faces-dev.
     """
-    from facetrace.evaluation.protocol import build_split
-    from facetrace.evaluation.run import calibrate_embedded, embed_samples
 
     settings = get_settings()
     model_id, options = _analyzer_setup()

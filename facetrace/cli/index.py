@@ -9,13 +9,12 @@ import typer
 
 from facetrace.cli.output import console, emit_json, progress_bar
 from facetrace.config import get_settings
+from facetrace.gallery import Gallery
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 
 def _gallery() -> Any:
-    from facetrace.gallery import Gallery
-
     return Gallery(get_settings())
 
 

@@ -8,8 +8,13 @@ from typing import Annotated, Any
 
 import typer
 
+from facetrace.cli.accounts import cli_actor
 from facetrace.cli.output import console, emit_json, progress_bar
 from facetrace.config import get_settings
+from facetrace.crypto import Keyring, generate_key, key_id, keyring_from, read_key_file, write_key_file
+from facetrace.errors import ConfigError
+from facetrace.store.db import Database
+from facetrace.store.rotation import pending, rotate
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 key_app = typer.Typer(help="Encryption at rest: create, rotate and inspect the operator's key.", no_args_is_help=True)
@@ -29,8 +34,6 @@ def key_generate(
     Never overwrites a file. Keep the key apart from the data (another disk, a secrets mount) and
     keep a copy offline: without it the encrypted data cannot be read by anyone.
     """
-    from facetrace.crypto import generate_key, key_id, read_key_file, write_key_file
-    from facetrace.errors import ConfigError
 
     settings = get_settings()
     target = path.expanduser()
@@ -66,10 +69,6 @@ def key_rotate(
     server first, or give it both keys (FACETRACE_KEY_FILE=NEW, FACETRACE_PREVIOUS_KEY_FILE=OLD). Then
     set FACETRACE_KEY_FILE to the new key; the old key is no longer needed.
     """
-    from facetrace.cli.accounts import cli_actor
-    from facetrace.crypto import Keyring, keyring_from, read_key_file
-    from facetrace.store.db import Database
-    from facetrace.store.rotation import pending, rotate
 
     settings = get_settings()
     settings.home.mkdir(parents=True, exist_ok=True)
@@ -110,8 +109,6 @@ def key_rotate(
 @key_app.command("status")
 def key_status(json_out: JsonOpt = False) -> None:
     """Show whether data is encrypted at rest, with which key, and how many values are not (yet)."""
-    from facetrace.store.db import Database
-    from facetrace.store.rotation import pending
 
     settings = get_settings()
     keyring = settings.keyring

@@ -20,10 +20,15 @@ from facetrace.cli.key import key_app
 from facetrace.cli.output import console, emit_json, fail, progress_bar
 from facetrace.cli.retention import register as register_retention
 from facetrace.cli.serve import serve
+from facetrace.cli.video import enroll_video_command, search_video_command
 from facetrace.cli.workflow import register as register_workflow
 from facetrace.config import Settings, get_settings
 from facetrace.errors import FacetraceError, disk_full_error
+from facetrace.gallery import Gallery, read_folder, read_manifest
 from facetrace.logs import setup_logging
+from facetrace.vision.video import is_video_file
+from facetrace.workflow.erasure import Eraser
+from facetrace.workflow.retention import parse_retain_until
 
 app = typer.Typer(
     help="facetrace: face identification for humanitarian identification.",
@@ -66,9 +71,7 @@ def _settings() -> Settings:
     return get_settings()
 
 
-def _gallery() -> Any:
-    from facetrace.gallery import Gallery
-
+def _gallery() -> Gallery:
     return Gallery(_settings())
 
 
@@ -114,11 +117,8 @@ def enroll(
 
     Given a video file instead of a folder, enrolls the best faces of its longest track for one person.
     """
-    from facetrace.gallery import read_folder, read_manifest
 
     if folder is not None and manifest is None and folder.is_file():
-        from facetrace.cli.video import enroll_video_command
-
         enroll_video_command(
             folder,
             person_id=person_id,
@@ -140,8 +140,6 @@ def enroll(
             fail("a folder import needs --source and --legal-basis (every record carries its provenance)")
         items = read_folder(folder, source=source or "", legal_basis=legal_basis or "")
         if retain_until:
-            from facetrace.workflow.retention import parse_retain_until
-
             for item in items:
                 item.retain_until = parse_retain_until(retain_until, "--retain-until")
     gallery = _gallery()
@@ -181,11 +179,8 @@ def search(
 ) -> None:
     """Search every face of an IMAGE, or every person tracked in a VIDEO (MP4, MOV, WebM, AVI: told
     apart by content), against the gallery, with calibrated match decisions."""
-    from facetrace.vision.video import is_video_file
 
     if is_video_file(image):
-        from facetrace.cli.video import search_video_command
-
         search_video_command(image, top=top, json_out=json_out, thumbnails=thumbnails, workers=workers or None)
         return
     gallery = _gallery()
@@ -278,7 +273,6 @@ def person_delete(
     stored job results no longer name them (one audit event; see docs/retention.md)."""
     if not yes and sys.stdin.isatty() and not typer.confirm(f"Erase {external_id} and all their images?"):
         fail("not erased", 1)
-    from facetrace.workflow.erasure import Eraser
 
     gallery = _gallery()
     reason = "erasure request" if reason is None else reason

@@ -11,6 +11,8 @@ from rich.table import Table
 from facetrace.cli.accounts import cli_actor
 from facetrace.cli.output import console, emit_json, fail, progress_bar
 from facetrace.config import get_settings
+from facetrace.gallery import Gallery
+from facetrace.workflow.retention import apply_retention, parse_retain_until
 
 retention_app = typer.Typer(
     help="Retention: erase persons, reports and cases whose retain_until date has passed.", no_args_is_help=True
@@ -43,8 +45,6 @@ def retention_apply(
     Exits 1 when a due record was left in place (blocked)."""
     # Imported here, not above: the gallery (and the workflow package, which loads it) brings the
     # face models and the index libraries, and other commands should not wait for them.
-    from facetrace.gallery import Gallery
-    from facetrace.workflow.retention import apply_retention, parse_retain_until
 
     when = parse_retain_until(now, "--now") if now else None
     gallery = Gallery(get_settings())

@@ -12,7 +12,10 @@ from typing import Any
 from rich.table import Table
 
 from facetrace.cli.output import console, emit_json, fail, progress_bar
+from facetrace.config import get_settings
 from facetrace.errors import FacetraceError
+from facetrace.gallery import EnrollItem, Gallery
+from facetrace.vision.video import is_video_file
 
 
 def _clock(seconds: float) -> str:
@@ -50,8 +53,6 @@ def save_thumbnails(result: dict[str, Any], folder: Path) -> None:
 
 def search_video_command(path: Path, *, top: int, json_out: bool, thumbnails: Path | None, workers: int | None) -> None:
     """Search every person tracked in the video at ``path``; print the tracks and candidates."""
-    from facetrace.config import get_settings
-    from facetrace.gallery import Gallery
 
     gallery = Gallery(get_settings())
     try:
@@ -122,9 +123,6 @@ def enroll_video_command(
     json_out: bool,
 ) -> None:
     """Enroll one person from the video at ``path`` (the best faces of its longest track)."""
-    from facetrace.config import get_settings
-    from facetrace.gallery import EnrollItem, Gallery
-    from facetrace.vision.video import is_video_file
 
     if not is_video_file(path):
         fail(f"{path}: neither a folder nor a supported video (MP4, MOV, WebM/Matroska or AVI)")

@@ -21,7 +21,9 @@ from facetrace.cli.accounts import cli_actor
 from facetrace.cli.output import console, emit_json, fail
 from facetrace.config import get_settings
 from facetrace.errors import FacetraceError
+from facetrace.gallery import Gallery
 from facetrace.store.accounts import User, get_user
+from facetrace.workflow import PhotoInput, Workflow
 
 if TYPE_CHECKING:
     from facetrace.workflow import PhotoInput, Workflow
@@ -65,8 +67,6 @@ def _session(username: str) -> Iterator[tuple[Workflow, User]]:
     """Yield the workflow and the acting user. Raises FacetraceError for an unknown user."""
     # Imported here, not above: the gallery loads the face models and the index libraries, and
     # ``facetrace --help`` (or any other command) should not wait for them.
-    from facetrace.gallery import Gallery
-    from facetrace.workflow import Workflow
 
     if not username:
         raise FacetraceError("name the acting user with --as USERNAME (or set FACETRACE_USER)")
@@ -81,8 +81,6 @@ def _session(username: str) -> Iterator[tuple[Workflow, User]]:
 
 
 def _photos(paths: list[Path] | None) -> list[PhotoInput]:
-    from facetrace.workflow import PhotoInput  # the workflow package loads the gallery: see _session
-
     out = []
     for path in paths or []:
         try:

@@ -37,6 +37,10 @@ from sqlalchemy import func, select
 from facetrace.config import Settings
 from facetrace.crypto import DecryptionError
 from facetrace.errors import FacetraceError
+from facetrace.gallery import Gallery
+from facetrace.gallery.calibration import Calibration
+from facetrace.index.backends import IndexCorrupt, load_faiss_file, open_vector_index
+from facetrace.index.checks import holds_exact_codes, templates_intact
 from facetrace.store.accounts import AuditEvent
 from facetrace.store.audit import append_event
 from facetrace.store.db import Database, alembic_config
@@ -133,10 +137,6 @@ class _Context:
     @property
     def gallery(self) -> Gallery:
         if self._gallery is None:
-            # Imported when first needed: the gallery loads FAISS and OpenCV, which `facetrace --help` and
-            # every other command (this module is imported with the command line) need not wait for.
-            from facetrace.gallery import Gallery
-
             # migrate=False: the doctor looks at the database as it is; only --fix migrates it.
             db = Database(self.settings.db_url, migrate=False, keyring=self.settings.keyring)
             self._gallery = Gallery(self.settings, db=db)
@@ -299,7 +299,6 @@ def check_models(ctx: _Context) -> CheckResult:
 # -- calibration ------------------------------------------------------------------------------------
 def check_calibration(ctx: _Context) -> CheckResult:
     """The calibration in use was made for the gallery's model (else no candidate is ever called a match)."""
-    from facetrace.gallery.calibration import Calibration  # when needed: the gallery package loads FAISS
 
     calibration = Calibration.load(ctx.settings.calibration_path)
     model = ctx.gallery.model_id
@@ -340,10 +339,6 @@ def check_index(ctx: _Context) -> CheckResult:
 
     The FAISS file is read directly (not through the gallery, which would repair it on open).
     """
-    # Imported when needed: FAISS is heavy (see _Context.gallery).
-    from facetrace.index.backends import IndexCorrupt, load_faiss_file, open_vector_index
-    from facetrace.index.checks import holds_exact_codes, templates_intact
-
     gallery = ctx.gallery
     db_ids = _db_face_ids(gallery)
     detail: dict[str, Any] = {"model_id": gallery.model_id, "database_templates": int(len(db_ids))}
@@ -460,8 +455,6 @@ def fix_index(ctx: _Context, result: CheckResult) -> list[str]:
         return []
     gallery = ctx.gallery
     if problem in ("vectors", "duplicated") and not ctx.settings.vector_url:
-        from facetrace.index.backends import IndexCorrupt, load_faiss_file  # heavy: see _Context.gallery
-
         try:
             plan = load_faiss_file(gallery.index_path).plan
             factory = None if plan.auto else (plan.wanted or plan.factory)

@@ -17,6 +17,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+import facetrace.store.workflow_models  # noqa: F401  (every table joins Base.metadata: VACUUM names only known ones)
 from facetrace.config import get_settings
 from facetrace.crypto import Keyring
 from facetrace.errors import ConfigError
@@ -179,8 +180,6 @@ class Database:
     def _vacuum(self, tables: tuple[str, ...], *, full: bool) -> None:
         if not tables:
             return
-        import facetrace.store.workflow_models  # noqa: F401  (their tables join Base.metadata)
-
         known = set(Base.metadata.tables)
         try:
             with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
