@@ -21,8 +21,9 @@ from facetrace.store.accounts import (
     create_user,
     get_user,
     normalise_username,
-    revoke_sessions,
+    set_disabled,
     set_password,
+    set_roles,
 )
 from facetrace.store.audit import append_event, list_events, verify_chain
 from facetrace.store.db import Database
@@ -146,16 +147,14 @@ def user_list(json_out: JsonOpt = False) -> None:
 def _set_disabled(username: str, disabled: bool, json_out: bool) -> None:
     with _db().session() as session:
         user = get_user(session, username)
-        user.disabled = disabled
-        if disabled:
-            revoke_sessions(session, user.id)
+        change = set_disabled(session, user, disabled)
         append_event(
             session,
             actor=cli_actor(),
             action="user.update",
             records=[f"user:{user.id}"],
             source="cli",
-            detail={"disabled": disabled},
+            detail=change or {"disabled": disabled},
         )
     _print_user(user, json_out)
 
@@ -168,30 +167,30 @@ def user_disable(username: str, json_out: JsonOpt = False) -> None:
 
 @user_app.command("enable")
 def user_enable(username: str, json_out: JsonOpt = False) -> None:
-    """Enable a disabled account again."""
+    """Enable a disabled account again (its old sessions and tokens stay ended: sign in, issue new tokens)."""
     _set_disabled(username, False, json_out)
 
 
 @user_app.command("roles")
 def user_roles(username: str, role: RolesOpt, json_out: JsonOpt = False) -> None:
-    """Replace a user's roles."""
+    """Replace a user's roles (taking one away revokes their API tokens)."""
     with _db().session() as session:
         user = get_user(session, username)
-        before, user.roles = list(user.roles), check_roles(role)
+        change = set_roles(session, user, role)
         append_event(
             session,
             actor=cli_actor(),
             action="user.roles",
             records=[f"user:{user.id}"],
             source="cli",
-            detail={"roles": {"before": before, "after": user.roles}},
+            detail=change or {"roles": {"before": user.roles, "after": user.roles}},
         )
     _print_user(user, json_out)
 
 
 @user_app.command("password")
 def user_password(username: str, password_stdin: PasswordStdinOpt = False, json_out: JsonOpt = False) -> None:
-    """Set a user's password (their login sessions end)."""
+    """Set a user's password (their login sessions end and their API tokens are revoked)."""
     db = _db()
     with db.sessions() as session:
         get_user(session, username)  # fail before asking for a password

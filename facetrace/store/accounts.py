@@ -255,9 +255,44 @@ def create_user(session: Session, username: str, password: str, roles: list[str]
 
 
 def set_password(session: Session, user: User, password: str) -> None:
-    """Replace the user's password and end all their login sessions. Raises PasswordTooWeak."""
+    """Replace the user's password, end all their login sessions and revoke their API tokens (whoever
+    learnt the old password may have issued one). Raises PasswordTooWeak."""
     user.password_hash = hash_password(password)
     revoke_sessions(session, user.id)
+    revoke_tokens(session, user.id)
+
+
+def set_roles(session: Session, user: User, roles: list[str]) -> dict[str, Any]:
+    """Replace the user's roles; return the change for the audit trail (empty when none). A role taken
+    away revokes the user's API tokens, which were issued under the wider authority.
+
+    Raises:
+        FacetraceError: an unknown role.
+    """
+    new_roles = check_roles(roles)
+    if new_roles == user.roles:
+        return {}
+    change: dict[str, Any] = {"roles": {"before": list(user.roles), "after": new_roles}}
+    if set(user.roles) - set(new_roles):
+        change["tokens_revoked"] = revoke_tokens(session, user.id)
+    user.roles = new_roles
+    return change
+
+
+def set_disabled(session: Session, user: User, disabled: bool) -> dict[str, Any]:
+    """Disable or enable the account; return the change for the audit trail (empty when none).
+
+    Disabling ends the user's login sessions and revokes their API tokens, so that enabling the
+    account again revives none of them.
+    """
+    if disabled == user.disabled:
+        return {}
+    user.disabled = disabled
+    change: dict[str, Any] = {"disabled": disabled}
+    if disabled:
+        revoke_sessions(session, user.id)
+        change["tokens_revoked"] = revoke_tokens(session, user.id)
+    return change
 
 
 # -- API tokens ------------------------------------------------------------------------------
@@ -279,6 +314,12 @@ def create_token(session: Session, user: User, name: str, *, days: float) -> tup
 
 def user_for_token(session: Session, secret: str) -> User | None:
     """Return the enabled user owning the valid (known, unrevoked, unexpired) token ``secret``, else None."""
+    found = resolve_token(session, secret)
+    return found[0] if found is not None else None
+
+
+def resolve_token(session: Session, secret: str) -> tuple[User, ApiToken] | None:
+    """Return the enabled user and the valid (known, unrevoked, unexpired) token row for ``secret``, else None."""
     row = session.execute(select(ApiToken).where(ApiToken.token_hash == token_digest(secret))).scalar()
     now = utcnow()
     if row is None or row.revoked_at is not None or as_utc(row.expires_at) <= now:
@@ -289,7 +330,7 @@ def user_for_token(session: Session, secret: str) -> User | None:
     # Write at most every few minutes: a write per request would contend with imports on SQLite.
     if row.last_used_at is None or now - as_utc(row.last_used_at) > timedelta(minutes=5):
         row.last_used_at = now
-    return user
+    return user, row
 
 
 def revoke_token(session: Session, token_id: int, *, owner: User | None = None) -> ApiToken:
@@ -300,6 +341,16 @@ def revoke_token(session: Session, token_id: int, *, owner: User | None = None) 
     if row.revoked_at is None:
         row.revoked_at = utcnow()
     return row
+
+
+def revoke_tokens(session: Session, user_id: int) -> int:
+    """Revoke every live API token of a user (disabled, password changed, a role removed); return how many."""
+    rows = session.execute(select(ApiToken).where(ApiToken.user_id == user_id, ApiToken.revoked_at.is_(None))).scalars()
+    now, count = utcnow(), 0
+    for row in rows:
+        row.revoked_at = now
+        count += 1
+    return count
 
 
 def list_tokens(session: Session, user: User) -> list[ApiToken]:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from facetrace.errors import FacetraceError
-from facetrace.store.accounts import User, WebSession
+from facetrace.store.accounts import ApiToken, User, WebSession
 from facetrace.store.audit import append_event
 from facetrace.usecases.service import Service
 
@@ -23,6 +23,7 @@ class Actor:
     via: str  # "token" or "session"
     source: str | None  # client address
     session: WebSession | None = None
+    token: ApiToken | None = None  # the API token it came with (via "token")
 
     @property
     def name(self) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 
 from facetrace.errors import PermissionDenied
 from facetrace.store.accounts import (
+    ApiToken,
     BadCredentials,
     LoginThrottled,
     ThrottlePolicy,
@@ -27,9 +28,9 @@ from facetrace.store.accounts import (
     get_user,
     list_tokens,
     resolve_session,
+    resolve_token,
     revoke_session_secret,
     revoke_token,
-    user_for_token,
 )
 from facetrace.store.audit import append_event
 from facetrace.store.models import utcnow
@@ -48,10 +49,10 @@ def identify(service: Service, bearer: str | None, session_secret: str | None, s
     """
     with service.db.session() as session:
         if bearer:
-            user = user_for_token(session, bearer)
-            if user is None:
+            by_token = resolve_token(session, bearer)
+            if by_token is None:
                 raise Unauthorized("the API token is unknown, revoked or expired, or its user is disabled")
-            return Actor(user, "token", source)
+            return Actor(by_token[0], "token", source, token=by_token[1])
         if session_secret:
             found = resolve_session(session, session_secret)
             if found is not None:
@@ -150,14 +151,25 @@ def login(service: Service, username: str, password: str, *, source: str | None,
 
 
 def logout(service: Service, actor: Actor) -> bool:
-    """End the actor's login session (an API token stays valid); return whether one was ended. Audited."""
-    if actor.session is not None:
-        with service.db.session() as session:
+    """End what the actor signed in with: the login session, or the API token a logout was sent with
+    (it stops working at once); return whether one was ended. Audited."""
+    ended = False
+    with service.db.session() as session:
+        if actor.session is not None:
             row = session.get(WebSession, actor.session.id)
             if row is not None and row.revoked_at is None:
                 row.revoked_at = utcnow()
-    record_event(service, actor, "logout", records=[f"user:{actor.user.id}"], detail={"via": actor.via})
-    return actor.session is not None
+                ended = True
+        if actor.token is not None:
+            token = session.get(ApiToken, actor.token.id)
+            if token is not None and token.revoked_at is None:
+                token.revoked_at = utcnow()
+                ended = True
+    detail: dict[str, Any] = {"via": actor.via}
+    if actor.token is not None:
+        detail["token"] = actor.token.id
+    record_event(service, actor, "logout", records=[f"user:{actor.user.id}"], detail=detail)
+    return ended
 
 
 def tokens(service: Service, actor: Actor) -> list[dict[str, Any]]:

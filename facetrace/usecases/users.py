@@ -17,11 +17,11 @@ from facetrace.store.accounts import (
     ROLE_DESCRIPTIONS,
     ROLES,
     User,
-    check_roles,
     create_user,
     get_user,
-    revoke_sessions,
+    set_disabled,
     set_password,
+    set_roles,
 )
 from facetrace.store.audit import append_event
 from facetrace.usecases.actors import Actor
@@ -85,7 +85,8 @@ def _enabled_admins(session: Session) -> int:
 def update_user(service: Service, actor: Actor, username: str, body: UserUpdate) -> dict[str, Any]:
     """Change a user's display name, roles, password, or disable/enable the account; return it. Audited.
 
-    Disabling a user or changing their password ends their login sessions.
+    Disabling a user or changing their password ends their login sessions and revokes their API tokens;
+    removing a role revokes their API tokens. Enabling the account again revives none of them.
 
     Raises:
         NotFoundError: no such user.
@@ -98,15 +99,12 @@ def update_user(service: Service, actor: Actor, username: str, body: UserUpdate)
             user.display_name = body.display_name.strip() or user.username
             changes["display_name"] = user.display_name
         if body.roles is not None:
-            new_roles = check_roles(body.roles)
-            if new_roles != user.roles:
-                changes["roles"] = {"before": list(user.roles), "after": new_roles}
-                user.roles = new_roles
-        if body.disabled is not None and body.disabled != user.disabled:
-            user.disabled = body.disabled
-            changes["disabled"] = body.disabled
-            if body.disabled:
-                revoke_sessions(session, user.id)
+            changes.update(set_roles(session, user, body.roles))
+        if body.disabled is not None:
+            revoked = changes.get("tokens_revoked", 0)
+            changes.update(set_disabled(session, user, body.disabled))
+            if "tokens_revoked" in changes:
+                changes["tokens_revoked"] += revoked
         if body.password is not None:
             set_password(session, user, body.password)
             changes["password"] = "changed"

@@ -89,6 +89,62 @@ def test_disabled_user_cannot_log_in(api: Api) -> None:
     assert response.status_code == 401
 
 
+def _new_token(api: Api, username: str) -> dict[str, str]:
+    created = api.client.post(f"{P}/auth/tokens", json={"name": "script", "days": 2}, headers=api.as_(username))
+    assert created.status_code == 201, created.text
+    return {"Authorization": f"Bearer {created.json()['token']}"}
+
+
+def _works(api: Api, headers: dict[str, str]) -> bool:
+    status = api.client.get(f"{P}/auth/me", headers=headers).status_code
+    assert status in (200, 401)
+    return status == 200
+
+
+def test_logout_with_a_token_revokes_it(api: Api) -> None:
+    token = _new_token(api, "intake")
+    response = api.client.post(f"{P}/auth/logout", headers=token)
+    assert response.status_code == 200 and response.json()["logged_out"] is True
+    assert not _works(api, token)
+    assert _works(api, api.as_("intake"))  # only the token the logout came with
+    assert api.audit("logout")[-1]["detail"]["via"] == "token"
+
+
+def test_disabling_revokes_tokens_and_enabling_revives_none(api: Api) -> None:
+    admin = api.as_("admin")
+    token = _new_token(api, "reviewer")
+    _login(api, "reviewer")
+    session_cookie = api.client.cookies.get("facetrace_session")
+    assert _works(api, token)
+    assert api.client.patch(f"{P}/users/reviewer", json={"disabled": True}, headers=admin).status_code == 200
+    detail = api.audit("user.update")[-1]["detail"]
+    assert detail["disabled"] is True and detail["tokens_revoked"] == 2  # "tests" and "script"
+    assert api.client.patch(f"{P}/users/reviewer", json={"disabled": False}, headers=admin).status_code == 200
+    assert not _works(api, token) and not _works(api, api.as_("reviewer"))
+    api.client.cookies.set("facetrace_session", str(session_cookie))
+    assert api.client.get(f"{P}/auth/me").status_code == 401
+    assert _login(api, "reviewer")["user"]["username"] == "reviewer"  # a new sign-in works
+
+
+def test_password_change_revokes_tokens(api: Api) -> None:
+    token = _new_token(api, "examiner")
+    changed = api.client.patch(
+        f"{P}/users/examiner", json={"password": "another long password"}, headers=api.as_("admin")
+    )
+    assert changed.status_code == 200
+    assert not _works(api, token) and not _works(api, api.as_("examiner"))
+
+
+def test_taking_a_role_away_revokes_tokens_and_adding_one_does_not(api: Api) -> None:
+    admin = api.as_("admin")
+    token = _new_token(api, "intake")
+    added = api.client.patch(f"{P}/users/intake", json={"roles": ["intake", "examiner"]}, headers=admin)
+    assert added.status_code == 200 and _works(api, token)
+    removed = api.client.patch(f"{P}/users/intake", json={"roles": ["intake"]}, headers=admin)
+    assert removed.status_code == 200 and not _works(api, token)
+    assert api.audit("user.roles")[-1]["detail"]["tokens_revoked"] == 2
+
+
 def test_api_tokens_lifecycle(api: Api) -> None:
     created = api.client.post(f"{P}/auth/tokens", json={"name": "nightly", "days": 2}, headers=api.as_("intake"))
     assert created.status_code == 201

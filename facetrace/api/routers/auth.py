@@ -46,7 +46,7 @@ def login(body: LoginRequest, request: Request, response: Response, service: Ser
 
 @router.post("/logout", response_model=LogoutResult)
 def logout(request: Request, response: Response, actor: CurrentActor, service: ServiceDep) -> Any:
-    """End the current login session (an API token stays valid: revoke it with DELETE /auth/tokens/ID)."""
+    """End what the call signed in with: the login session, or the API token sent with it (revoked)."""
     ended = sessions.logout(service, actor)
     delete_session_cookie(response, service, request)
     return {"logged_out": ended}
