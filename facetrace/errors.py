@@ -53,6 +53,13 @@ class NoFaceError(FacetraceError):
     status = 422
 
 
+class PoorQualityError(FacetraceError):
+    """A face too poor to compare (below ``FACETRACE_MIN_QUALITY``): it would only add false matches."""
+
+    code = "poor_quality"
+    status = 422
+
+
 class ManifestError(FacetraceError):
     code = "bad_manifest"
     status = 422

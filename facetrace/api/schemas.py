@@ -278,8 +278,11 @@ class PersonDetail(PersonView):
 
 
 class FileError(BaseModel):
+    """Why one file was not enrolled."""
+
     file: str
     error: str
+    code: str = Field("error", description="The error's code, as in an error body (e.g. image_too_large, no_face).")
 
 
 class EnrollOutcomeView(BaseModel):

@@ -25,7 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from facetrace.config import Settings
-from facetrace.errors import FacetraceError, disk_full_error
+from facetrace.errors import FacetraceError, NoFaceError, PoorQualityError, disk_full_error
 from facetrace.faults import fault_point
 from facetrace.gallery.analysis import FaceModel
 from facetrace.gallery.index_keeper import IndexKeeper
@@ -56,6 +56,30 @@ class EnrollOutcome:
     images_enrolled: int = 0
     images_skipped: int = 0  # already enrolled (idempotent rerun)
     errors: list[dict[str, str]] = field(default_factory=list)
+    refusals: list[FacetraceError] = field(default_factory=list, repr=False)  # why each image was refused
+
+    def refuse(self, file: str, person: str, error: FacetraceError | str, *, name: str | None = None) -> None:
+        """Record why ``file`` of ``person`` was not enrolled; ``name``: the image's own name, which the
+        error's message may start with (said once, in ``file``)."""
+        if isinstance(error, str):
+            error = FacetraceError(error)
+        message = error.message.removeprefix(f"{name}: ") if name else error.message
+        self.errors.append({"file": file, "person": person, "error": message, "code": error.code})
+        self.refusals.append(error)
+
+    def refusal(self) -> FacetraceError | None:
+        """Return the error that answers a request which stored nothing (no image enrolled, none already
+        there), else None: the images' own error (e.g. ``image_too_large``) when they all failed alike,
+        else a ``no_face`` error; its message gives every image's reason."""
+        if self.images_enrolled or self.images_skipped or not self.refusals:
+            return None
+        reasons = "; ".join(f"{Path(e['file']).name}: {e['error']}" for e in self.errors)
+        kinds = {type(e) for e in self.refusals}
+        kind = kinds.pop() if len(kinds) == 1 else NoFaceError
+        try:
+            return kind(f"nothing was stored: {reasons}")
+        except TypeError:  # an error that takes more than a message
+            return self.refusals[0]
 
     def as_dict(self) -> dict[str, Any]:
         """Return the counts, the per-file errors and their number, JSON-ready."""
@@ -155,8 +179,7 @@ class Enroller:
                     try:
                         image = ImageInput.read(path)
                     except OSError as exc:
-                        reason = f"cannot read ({exc.strerror})"
-                        outcome.errors.append({"file": str(path), "person": item.external_id, "error": reason})
+                        outcome.refuse(str(path), item.external_id, f"cannot read ({exc.strerror})")
                         done += 1
                         continue
                     digest = sha256_bytes(image.data)
@@ -181,7 +204,7 @@ class Enroller:
                 done += 1
                 error = self.enroll_analysed(item, image, digest, result, outcome)
                 if error:
-                    outcome.errors.append({"file": str(path), "person": item.external_id, "error": error})
+                    outcome.refuse(str(path), item.external_id, error, name=image.name)
                 if progress:
                     progress(done, total, len(outcome.errors))
         return outcome
@@ -209,7 +232,7 @@ class Enroller:
                     result = self.model.analyze_here(image.data, image.name, largest_only=True)
                 error = self.enroll_analysed(item, image, digest, result, outcome)
                 if error:
-                    outcome.errors.append({"file": image.name, "person": item.external_id, "error": error})
+                    outcome.refuse(image.name, item.external_id, error, name=image.name)
         return outcome
 
     @contextmanager
@@ -248,7 +271,7 @@ class Enroller:
 
     def enroll_analysed(
         self, item: EnrollItem, image: ImageInput, digest: str, result: Analysis, outcome: EnrollOutcome
-    ) -> str | None:
+    ) -> FacetraceError | None:
         """Store one analysed image of ``item``'s person (its largest face, ``result[0]``), creating the
         person if needed, and add the face to the index; count it in ``outcome``. Searches meanwhile use
         the index as it is. Return why the image was not enrolled, or None.
@@ -270,14 +293,15 @@ class Enroller:
 
     def _enroll_image(
         self, item: EnrollItem, image: ImageInput, digest: str, result: Analysis, outcome: EnrollOutcome
-    ) -> str | None:
+    ) -> FacetraceError | None:
         if isinstance(result, FacetraceError):
-            return result.message
+            return result
         if not result:
-            return "no face found"
+            return NoFaceError("no face found")
         face = result[0]
         if face.quality.score < self.settings.min_quality:
-            return f"face quality {face.quality.score:.0f} is below the minimum {self.settings.min_quality:.0f}"
+            minimum = self.settings.min_quality
+            return PoorQualityError(f"face quality {face.quality.score:.0f} is below the minimum {minimum:.0f}")
         media = self.put_media(image)
         fault_point("enroll.after_media")
         # Another worker (another process or machine on a shared database) may create the same person or

@@ -249,7 +249,7 @@ def enroll_video(
             data = frames.get(obs.frame)
             where = f"{label} frame {obs.frame} ({obs.time_s:.2f} s)"
             if data is None:
-                outcome.errors.append({"file": where, "person": item.external_id, "error": "frame not readable again"})
+                outcome.refuse(where, item.external_id, "frame not readable again")
                 continue
             digest = sha256_bytes(data)
             if (item.external_id, digest) in existing:
@@ -259,7 +259,7 @@ def enroll_video(
             frame = ImageInput(f"{path.stem}_frame{obs.frame:07d}.jpg", data)
             error = gallery.enroller.enroll_analysed(item, frame, digest, [_face_of(obs)], outcome)
             if error:
-                outcome.errors.append({"file": where, "person": item.external_id, "error": error})
+                outcome.refuse(where, item.external_id, error, name=frame.name)
     finally:
         gallery.keeper.save()
     summary = track.as_dict()

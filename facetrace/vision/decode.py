@@ -7,6 +7,7 @@ decoded, so that a decompression bomb never allocates its full size.
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,10 +126,12 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, name: str
             rgb = _to_rgb(oriented)
     except (ImageError, ImageTooLargeError):
         raise
-    except Image.DecompressionBombError as exc:
-        raise ImageTooLargeError(f"{name}: image too large ({exc})") from None
-    except Image.DecompressionBombWarning as exc:
-        raise ImageTooLargeError(f"{name}: image too large ({exc})") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        # Pillow refuses a header over its own limit before ours is checked: say ours, not Pillow's.
+        limit = min(max_pixels, Image.MAX_IMAGE_PIXELS or max_pixels)
+        size = re.search(r"\((\d+) pixels\)", str(exc))
+        image = f"image of {size.group(1)} pixels" if size else "image"
+        raise ImageTooLargeError(f"{name}: {image} exceeds the limit of {limit:,} pixels") from None
     except UnidentifiedImageError:
         raise ImageError(f"{name}: not a readable image") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:

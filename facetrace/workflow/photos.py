@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from facetrace.errors import NoFaceError
+from facetrace.errors import FacetraceError, NoFaceError
 from facetrace.gallery import EnrollItem, Gallery, ImageInput, StoredImage
 from facetrace.store.media import sha256_bytes
 from facetrace.store.models import Image
@@ -33,6 +33,7 @@ class ReportPhotosOutcome:
     enrolled: int
     skipped: int
     errors: list[dict[str, Any]]
+    refusal: FacetraceError | None = None  # when nothing was stored: why (see EnrollOutcome.refusal)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON view ``{"enrolled", "skipped", "errors"}``."""
@@ -78,8 +79,10 @@ def enroll_report_photos(gallery: Gallery, person: dict[str, Any], photos: list[
     named = [ImageInput(safe_name(photo.name, n), photo.data, photo.faces) for n, photo in enumerate(photos)]
     outcome = gallery.enroll_images(EnrollItem(images=[], **person), named)
     names = {image.name: photo.name for image, photo in zip(named, photos, strict=True)}
-    errors = [{"file": names.get(e.get("file", ""), e.get("file", "")), "error": e["error"]} for e in outcome.errors]
-    return ReportPhotosOutcome(outcome.images_enrolled, outcome.images_skipped, errors)
+    errors = [{**e, "file": names.get(e.get("file", ""), e.get("file", ""))} for e in outcome.errors]
+    for error in errors:
+        error.pop("person", None)
+    return ReportPhotosOutcome(outcome.images_enrolled, outcome.images_skipped, errors, outcome.refusal())
 
 
 def analyse_case_photos(gallery: Gallery, photos: list[PhotoInput]) -> list[AnalysedPhoto]:

@@ -41,7 +41,7 @@ from facetrace.workflow.common import (
 from facetrace.workflow.context import WorkflowContext
 from facetrace.workflow.fields import UNSET, apply_changes, provisional_reference
 from facetrace.workflow.matching import MatchingService
-from facetrace.workflow.photos import check_photos, enroll_report_photos, image_view
+from facetrace.workflow.photos import ReportPhotosOutcome, check_photos, enroll_report_photos, image_view
 from facetrace.workflow.retention import parse_retain_until
 
 MANUAL_REPORT_STATUSES = ("missing", "located_alive", "closed")  # the others follow identifications/merges
@@ -142,7 +142,9 @@ class ReportService:
             result: dict[str, Any] = {"report": report_view(report), "contacts": [contact_view(c) for c in rows]}
             report_id = report.id
         result["photos"] = (
-            self._enroll_photos(actor, report_id, photos) if photos else {"enrolled": 0, "skipped": 0, "errors": []}
+            self._enroll_photos(actor, report_id, photos).to_dict()
+            if photos
+            else {"enrolled": 0, "skipped": 0, "errors": []}
         )
         result["matching"] = self.matching.match_report_by_id(actor, report_id)
         result["report"] = queries.report_snapshot(self.ctx.db, report_id)
@@ -234,6 +236,7 @@ class ReportService:
 
         Raises:
             NotFoundError, InvalidInput (no photos), ConflictError (merged report), PermissionDenied.
+            ImageError, NoFaceError, PoorQualityError: no photo could be enrolled (nothing was stored).
         """
         photos = check_photos(photos)
         if not photos:
@@ -247,15 +250,17 @@ class ReportService:
                 )
             report_id = report.id
         added = self._enroll_photos(actor, report_id, photos)
+        if added.refusal is not None:
+            raise added.refusal  # nothing was stored: the photos' own error, never a 201
         return {
             "report": queries.report_snapshot(self.ctx.db, report_id),
-            "photos": added,
+            "photos": added.to_dict(),
             "matching": self.matching.match_report_by_id(actor, report_id),
         }
 
-    def _enroll_photos(self, actor: User, report_id: int, photos: list[PhotoInput]) -> dict[str, Any]:
+    def _enroll_photos(self, actor: User, report_id: int, photos: list[PhotoInput]) -> ReportPhotosOutcome:
         """Enroll photos into the report's gallery person (the gallery's own transactions), then
-        link the person to the report; return ``{"enrolled", "skipped", "errors"}``. Audited."""
+        link the person to the report; return what was done. Audited."""
         with self.ctx.db.sessions() as session:
             report = session.get(Report, report_id)
             assert report is not None
@@ -283,7 +288,7 @@ class ReportService:
                 records,
                 {"enrolled": outcome.enrolled, "skipped": outcome.skipped, "errors": len(outcome.errors)},
             )
-        return outcome.to_dict()
+        return outcome
 
     def add_contact(
         self,

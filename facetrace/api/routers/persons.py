@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from facetrace.api.schemas import EnrollResult, Page, PersonDetail, PersonErasure, PersonListItem, file_response
-from facetrace.errors import ConflictError, NoFaceError, NotFoundError
+from facetrace.errors import ConflictError, NotFoundError
 from facetrace.gallery import EnrollOutcome, ImageInput
 from facetrace.gallery.sources import EnrollItem
 from facetrace.http.deps import ServiceDep, read_image_upload
@@ -99,9 +99,8 @@ def _enroll_uploads(service: Service, item: EnrollItem, uploads: list[UploadFile
     outcome = service.gallery.enroll_images(item, [ImageInput(name, data) for data, name in files])
     for error in outcome.errors:
         error["file"] = Path(error["file"]).name
-    if outcome.images_enrolled == 0 and outcome.images_skipped == 0:
-        reasons = "; ".join(f"{e['file']}: {e['error']}" for e in outcome.errors)
-        raise NoFaceError(f"no image could be enrolled ({reasons})")
+    if (refusal := outcome.refusal()) is not None:
+        raise refusal  # nothing stored: the images' own error (413 for a bomb, 422 for no face...)
     return outcome, [sha256_bytes(data) for data, _ in files]
 
 
