@@ -11,7 +11,9 @@ web pages never import each other: both call the use-cases (:mod:`facetrace.usec
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import uvicorn
@@ -120,12 +122,15 @@ def serves_beyond_this_machine(host: str) -> bool:
     return not is_loopback(host)
 
 
-def run_server(app: FastAPI, *, host: str, port: int, log_level: str) -> None:
+def run_server(
+    app: FastAPI, *, host: str, port: int, log_level: str, on_started: Callable[[], None] | None = None
+) -> None:
     """Serve ``app`` on ``host``:``port`` until interrupted (one process: the gallery index, the job
-    runner and the analysis pool live in it)."""
+    runner and the analysis pool live in it). ``on_started`` is called once the server accepts
+    connections, after uvicorn's own start-up lines (so what it prints is the last line)."""
     # uvicorn's own access log is off: the request middleware logs each request with its id and route
     # template, never the raw path. Proxy headers are trusted from a reverse proxy on loopback only.
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=host,
         port=port,
@@ -137,3 +142,15 @@ def run_server(app: FastAPI, *, host: str, port: int, log_level: str) -> None:
         server_header=False,
         timeout_graceful_shutdown=30,
     )
+    server = uvicorn.Server(config)
+    if on_started is not None:
+        callback = on_started
+
+        def announce_when_started() -> None:
+            while not server.started and not server.should_exit:
+                time.sleep(0.05)
+            if server.started:
+                callback()
+
+        threading.Thread(target=announce_when_started, name="facetrace-started", daemon=True).start()
+    server.run()

@@ -11,6 +11,7 @@ from facetrace.config import get_settings
 from facetrace.errors import FacetraceError
 from facetrace.logs import setup_logging
 from facetrace.server import create_app, run_server, serves_beyond_this_machine
+from facetrace.usecases.setup import open_setup
 
 
 def serve(
@@ -24,8 +25,8 @@ def serve(
     ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the server's address as JSON first.")] = False,
 ) -> None:
-    """Run the REST API (``/api/v1``) until interrupted. Bootstrap an admin first with
-    ``facetrace user add NAME --role admin``."""
+    """Run the server (the web UI and the REST API ``/api/v1``) until interrupted. On an install with no
+    account, the last line printed is a one-time link that creates the first admin in the browser."""
     settings = get_settings()
     level = log_level.upper()
     if level not in ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG", "TRACE"):
@@ -45,4 +46,14 @@ def serve(
             "warning: listening beyond this machine over plain http; put a TLS-terminating reverse proxy in front",
             markup=False,
         )
-    run_server(app, host=host, port=port, log_level=log_level)
+    token = open_setup(app.state.service)
+    on_started = None
+    if token:
+        link = f"{url.removesuffix('/api/v1')}/setup?token={token}"
+
+        def on_started() -> None:
+            # The last line of the start-up output, where a newcomer looks: the one way in on a fresh install.
+            err_console.print("first run: no account yet; open this link to create the first admin (it works once):")
+            err_console.print(link, markup=False, soft_wrap=True)
+
+    run_server(app, host=host, port=port, log_level=log_level, on_started=on_started)

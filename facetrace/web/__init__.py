@@ -26,6 +26,7 @@ from facetrace.web.pages import (
     notifications,
     reports,
     search,
+    setup,
     users,
     video,
 )
@@ -33,6 +34,7 @@ from facetrace.web.pages import (
 PAGE_MODULES = (
     intake,
     auth,
+    setup,
     dashboard,
     reports,
     cases,

@@ -59,6 +59,8 @@ NOTICES = {
     "resolved": "The notification is resolved.",
     "user_created": "The user account is created.",
     "user_updated": "The user account is changed.",
+    "first_admin": "Your admin account is created and you are signed in. Next: create your colleagues' "
+    "accounts under Users.",
 }
 
 

@@ -62,6 +62,14 @@ class Api:
         """Return the Authorization header of ``identity`` (a role name, or ``norole``)."""
         return self.headers[identity]
 
+    def renew_token(self, identity: str) -> None:
+        """Issue ``identity`` a new API token (after a call that revoked theirs, such as a logout)."""
+        with self.service.db.session() as session:
+            user = session.get(User, self.user_ids[identity])
+            assert user is not None
+            _, secret = create_token(session, user, "tests", days=1)
+        self.headers[identity] = {"Authorization": f"Bearer {secret}"}
+
     def audit(self, action: str | None = None) -> list[dict[str, Any]]:
         """Return the audit events (oldest first), optionally of one action."""
         from facetrace.store.audit import list_events

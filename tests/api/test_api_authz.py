@@ -95,6 +95,8 @@ ACCESS: dict[tuple[str, str], str | set[str]] = {
     # The web pages (outside /api/v1; asked for JSON, they answer errors like the API).
     ("GET", "/login"): PUBLIC,
     ("POST", "/login"): ANYONE_WITH_FORM_TOKEN,
+    ("GET", "/setup"): PUBLIC,
+    ("POST", "/setup"): ANYONE_WITH_FORM_TOKEN,
     ("GET", "/static/{path:path}"): PUBLIC,
     ("POST", "/logout"): SIGNED_IN,
     ("GET", "/"): SIGNED_IN,
@@ -193,6 +195,8 @@ def test_route_access(module_api: Api, route: tuple[str, str]) -> None:
     for identity in (*IDENTITIES, None):
         headers = api.as_(identity) if identity else {}
         response = _call(api, method, path, headers)
+        if identity and path.endswith("/logout"):
+            api.renew_token(identity)  # a logout with a token revokes it
         who = identity or "no credentials"
         statuses[who] = response.status_code
         refusal = response.status_code in (401, 403) and rule != ANYONE_WITH_FORM_TOKEN

@@ -28,6 +28,8 @@ SIGNED_IN = "signed-in"
 ACCESS: dict[tuple[str, str], str | set[str]] = {
     ("GET", "/login"): PUBLIC,
     ("POST", "/login"): PUBLIC,
+    ("GET", "/setup"): PUBLIC,
+    ("POST", "/setup"): PUBLIC,
     ("POST", "/logout"): SIGNED_IN,
     ("GET", "/"): SIGNED_IN,
     ("GET", "/static/{path:path}"): PUBLIC,

@@ -11,6 +11,8 @@ from facetrace.http.cookies import delete_session_cookie, set_session_cookie
 from facetrace.http.deps import SESSION_COOKIE, CurrentActor, MaybeActor, ServiceDep, client_address
 from facetrace.store.accounts import BadCredentials, LoginThrottled
 from facetrace.usecases import sessions
+from facetrace.usecases.service import Service
+from facetrace.usecases.setup import needs_setup
 from facetrace.web.deps import FormDep, text, web_router
 from facetrace.web.render import page, redirect, safe_next
 
@@ -18,7 +20,15 @@ router = web_router()
 LOGIN_CSRF_COOKIE = "facetrace_login_csrf"
 
 
-def _login_page(request: Request, *, status: int = 200, error: str = "", username: str = "", next_path: str = "/"):
+def _login_page(
+    request: Request,
+    service: Service,
+    *,
+    status: int = 200,
+    error: str = "",
+    username: str = "",
+    next_path: str = "/",
+) -> Response:
     token = secrets.token_urlsafe(24)
     response = page(
         request,
@@ -26,6 +36,7 @@ def _login_page(request: Request, *, status: int = 200, error: str = "", usernam
         "login.html",
         http_status=status,
         title="Sign in",
+        first_run=needs_setup(service),
         error=error,
         username=username,
         next=safe_next(next_path),
@@ -36,12 +47,12 @@ def _login_page(request: Request, *, status: int = 200, error: str = "", usernam
 
 
 @router.get("/login")
-def login_form(request: Request, actor: MaybeActor) -> Response:
+def login_form(request: Request, actor: MaybeActor, service: ServiceDep) -> Response:
     """The sign-in page (a signed-in user goes on to the dashboard)."""
     next_path = safe_next(request.query_params.get("next"))
     if actor is not None and actor.via == "session":
         return redirect(next_path)
-    return _login_page(request, next_path=next_path)
+    return _login_page(request, service, next_path=next_path)
 
 
 @router.post("/login")
@@ -53,9 +64,11 @@ def login(request: Request, form: FormDep, service: ServiceDep) -> Response:
     cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
     sent = text(form, "login_csrf")
     if not cookie or not sent or not secrets.compare_digest(cookie, sent):
-        return _login_page(request, status=403, error="The sign-in form expired; please try again.", username=username)
+        return _login_page(
+            request, service, status=403, error="The sign-in form expired; please try again.", username=username
+        )
     if not username or not isinstance(password, str) or not password:
-        return _login_page(request, status=422, error="Enter your user name and password.", username=username)
+        return _login_page(request, service, status=422, error="Enter your user name and password.", username=username)
     try:
         opened = sessions.login(
             service,
@@ -65,7 +78,9 @@ def login(request: Request, form: FormDep, service: ServiceDep) -> Response:
             previous_secret=request.cookies.get(SESSION_COOKIE),
         )
     except (BadCredentials, LoginThrottled) as exc:
-        response = _login_page(request, status=exc.status, error=exc.message, username=username, next_path=next_path)
+        response = _login_page(
+            request, service, status=exc.status, error=exc.message, username=username, next_path=next_path
+        )
         if isinstance(exc, LoginThrottled):
             response.headers["Retry-After"] = str(exc.retry_after)
         return response
