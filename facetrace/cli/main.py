@@ -24,6 +24,7 @@ from facetrace.cli.video import enroll_video_command, search_video_command
 from facetrace.cli.workflow import register as register_workflow
 from facetrace.config import Settings, get_settings
 from facetrace.errors import FacetraceError, disk_full_error
+from facetrace.fsutil import read_bytes
 from facetrace.gallery import Gallery, read_folder, read_manifest
 from facetrace.logs import setup_logging
 from facetrace.vision.video import is_video_file
@@ -76,14 +77,7 @@ def _gallery() -> Gallery:
 
 
 def _read(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise FacetraceError(f"{path}: file not found") from None
-    except IsADirectoryError:
-        raise FacetraceError(f"{path}: is a folder, not a file") from None
-    except OSError as exc:
-        raise FacetraceError(f"{path}: cannot read ({exc.strerror})") from None
+    return read_bytes(path)
 
 
 @app.command()

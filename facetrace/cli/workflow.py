@@ -21,6 +21,7 @@ from facetrace.cli.accounts import cli_actor
 from facetrace.cli.output import console, emit_json, fail
 from facetrace.config import get_settings
 from facetrace.errors import FacetraceError
+from facetrace.fsutil import read_bytes
 from facetrace.gallery import Gallery
 from facetrace.store.accounts import User, get_user
 from facetrace.workflow import PhotoInput, Workflow
@@ -83,14 +84,7 @@ def _session(username: str) -> Iterator[tuple[Workflow, User]]:
 def _photos(paths: list[Path] | None) -> list[PhotoInput]:
     out = []
     for path in paths or []:
-        try:
-            out.append(PhotoInput(path.name, path.read_bytes()))
-        except FileNotFoundError:
-            raise FacetraceError(f"{path}: file not found") from None
-        except IsADirectoryError:
-            raise FacetraceError(f"{path}: is a folder, not a file") from None
-        except OSError as exc:
-            raise FacetraceError(f"{path}: cannot read ({exc.strerror})") from None
+        out.append(PhotoInput(path.name, read_bytes(path)))
     return out
 
 

@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from facetrace.errors import ImageError, ImageTooLargeError
+from facetrace.fsutil import reading
 
 if TYPE_CHECKING:  # the pipeline decodes with this module
     from facetrace.vision.pipeline import Face
@@ -168,12 +169,6 @@ def load_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.
         ImageTooLargeError: the image has more than ``max_pixels`` pixels.
     """
     path = Path(path)
-    try:
+    with reading(path.name, ImageError, "an image"):
         data = path.read_bytes()
-    except FileNotFoundError:
-        raise ImageError(f"{path.name}: file not found") from None
-    except IsADirectoryError:
-        raise ImageError(f"{path.name}: is a folder, not an image") from None
-    except OSError as exc:
-        raise ImageError(f"{path.name}: cannot read ({exc.strerror})") from None
     return decode_image(data, max_pixels=max_pixels, name=path.name)

@@ -38,6 +38,7 @@ import cv2
 import numpy as np
 
 from facetrace.errors import CancelledError, ConfigError, FacetraceError, VideoError, VideoTooLargeError
+from facetrace.fsutil import reading
 from facetrace.vision.detect import Detection, detect_cnn, detect_hog
 from facetrace.vision.dlib_onnx import OnnxDlibResnetEmbedder
 from facetrace.vision.embed import DlibResnetEmbedder
@@ -240,16 +241,10 @@ def open_video(
     limits = limits or VideoLimits()
     path = Path(path)
     label = name or path.name
-    try:
+    with reading(label, VideoError, "a video"):
         size = path.stat().st_size
         with open(path, "rb") as handle:
             head = handle.read(SNIFF_BYTES)
-    except FileNotFoundError:
-        raise VideoError(f"{label}: file not found") from None
-    except IsADirectoryError:
-        raise VideoError(f"{label}: is a folder, not a video") from None
-    except OSError as exc:
-        raise VideoError(f"{label}: cannot read ({exc.strerror})") from None
     if size == 0:
         raise VideoError(f"{label}: empty file")
     if size > limits.max_bytes:
