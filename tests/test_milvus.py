@@ -1,6 +1,7 @@
-"""The Milvus vector backend on embedded milvus-lite: same behaviour as FAISS (add, delete, search, rebuild
-from the database through the gallery, with real faces), the URL syntax, and ``facetrace index migrate``.
-A Milvus server or cluster is reached the same way (``milvus://host:port/collection``) but is not run here."""
+"""The Milvus vector backend, on embedded milvus-lite and on a real Milvus standalone server (the ``milvus``
+package's server on loopback, started by ``scripts/services.sh``; tests marked ``milvus_server``): same behaviour
+as FAISS (add, delete, search, rebuild from the database through the gallery, with real faces), the URL syntax,
+``facetrace index migrate`` from FAISS, and clean 503s while the server is down, then recovery."""
 
 from __future__ import annotations
 
@@ -8,13 +9,15 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from subprocess import CompletedProcess
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
+from pymilvus import MilvusClient
 from sqlalchemy import create_engine, text
 
 from facetrace.config import get_settings
@@ -74,15 +77,45 @@ def test_unreachable_server_is_a_clear_error() -> None:
 # -- the backend --------------------------------------------------------------------------------
 
 
-@pytest.fixture()
-def lite_url(tmp_path: Path) -> str:
-    return f"milvus-lite://{tmp_path}/milvus/vectors.db"
+SERVER_URL = os.environ.get("FACETRACE_TEST_MILVUS_URL", "")
+BACKENDS = ["lite", pytest.param("server", marks=pytest.mark.milvus_server)]
 
 
-def test_add_search_remove_persist(lite_url: str) -> None:
+def _drop_collection(server_url: str, collection: str) -> None:
+    client = MilvusClient(uri=parse_vector_url(f"{server_url}/{collection}").uri, timeout=30)
+    try:
+        if client.has_collection(collection):
+            client.drop_collection(collection)
+    finally:
+        client.close()
+
+
+def milvus_target(request: pytest.FixtureRequest, tmp_path: Path, name: str) -> Iterator[str]:
+    """A vector URL of the backend ``request.param``: a milvus-lite file, or a fresh collection on the server
+    (exact FLAT search, as on milvus-lite; dropped afterwards)."""
+    if request.param == "lite":
+        yield f"milvus-lite://{tmp_path}/{name}/vectors.db"
+        return
+    if not SERVER_URL:
+        pytest.skip("no Milvus server: FACETRACE_TEST_MILVUS_URL (scripts/services.sh starts one)")
+    collection = f"t_{name}_{uuid.uuid4().hex[:10]}"
+    yield f"{SERVER_URL}/{collection}?index=FLAT"
+    _drop_collection(SERVER_URL, collection)
+
+
+@pytest.fixture(params=BACKENDS)
+def milvus_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    yield from milvus_target(request, tmp_path, "milvus")
+
+
+def backend_name(url: str) -> str:
+    return "milvus-lite" if url.startswith("milvus-lite:") else "milvus"
+
+
+def test_add_search_remove_persist(milvus_url: str) -> None:
     x = unit_vectors(600, seed=1)
     ids = np.arange(600, dtype=np.int64) * 3 + 7
-    index = MilvusIndex.from_url(lite_url, model_id="model-a")
+    index = MilvusIndex.from_url(milvus_url, model_id="model-a")
     try:
         assert len(index) == 0 and index.ids().size == 0
         empty_scores, empty_ids = index.search(x[:2], 5)
@@ -92,7 +125,7 @@ def test_add_search_remove_persist(lite_url: str) -> None:
         assert len(index) == 600 and set(index.ids().tolist()) == set(ids.tolist())
         scores, found = index.search(x[:20], 10)
         exact = np.argsort(-(x[:20] @ x.T), axis=1)[:, :10]
-        assert np.array_equal(found, ids[exact])  # FLAT on milvus-lite: exact
+        assert np.array_equal(found, ids[exact])  # FLAT: exact
         np.testing.assert_allclose(scores, np.take_along_axis(x[:20] @ x.T, exact, axis=1), atol=1e-5)
         np.testing.assert_allclose(index.vectors(ids[5:8]), x[5:8], atol=1e-6)
         assert index.remove(np.concatenate([ids[:100], [999_999]])) == 100
@@ -101,17 +134,17 @@ def test_add_search_remove_persist(lite_url: str) -> None:
         assert not np.isin(index.search(x[:100], 10)[1], ids[:100]).any()
         assert index.search(x[100:101], 1, filter=f"id != {ids[100]}")[1][0, 0] != ids[100]
         # Another model's templates live in another partition and are never compared.
-        other = MilvusIndex.from_url(lite_url, model_id="model-b")
+        other = MilvusIndex.from_url(milvus_url, model_id="model-b")
         assert len(other) == 0 and (other.search(x[:1], 3)[1] == -1).all()
         other.add(np.array([1]), x[:1])
         assert len(index) == 500 and index.search(x[:1], 1)[1][0, 0] != 1
         other.close()
         index.save()
         info = index.describe()
-        assert info["backend"] == "milvus-lite" and info["count"] == 500 and info["partition"] == "m_model_a"
+        assert info["backend"] == backend_name(milvus_url) and info["count"] == 500 and info["partition"] == "m_model_a"
     finally:
         index.close()
-    again = MilvusIndex.from_url(lite_url, model_id="model-a")
+    again = MilvusIndex.from_url(milvus_url, model_id="model-a")
     try:
         assert len(again) == 500 and set(again.ids().tolist()) == set(ids[100:].tolist())
         again.clear()
@@ -119,11 +152,11 @@ def test_add_search_remove_persist(lite_url: str) -> None:
     finally:
         again.close()
     with pytest.raises(ConfigError, match="dimension 128, not 64"):
-        MilvusIndex.from_url(lite_url, model_id="model-a", dim=64)
+        MilvusIndex.from_url(milvus_url, model_id="model-a", dim=64)
 
 
-def test_open_vector_index_picks_milvus(lite_url: str, tmp_path: Path) -> None:
-    settings = get_settings(home=tmp_path / "home", vector_url=lite_url)
+def test_open_vector_index_picks_milvus(milvus_url: str, tmp_path: Path) -> None:
+    settings = get_settings(home=tmp_path / "home", vector_url=milvus_url)
     index = open_vector_index(settings, "model-a")
     try:
         assert isinstance(index, MilvusIndex)
@@ -142,17 +175,17 @@ def _top(result: dict[str, object]) -> list[list[tuple[str, float]]]:
     return [[(c["person"]["external_id"], round(c["score"], 3)) for c in f["candidates"]] for f in faces]
 
 
-def test_gallery_on_milvus_lite(
+def test_gallery_on_milvus(
     enrolled_home_copy: Path,
     enrolled_gallery: Gallery,
     face_subset: FaceSubset,
-    lite_url: str,
+    milvus_url: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     probes = [face_subset.probe(name) for name in face_subset.gallery_identities[:4]]
     probes += [face_subset.probe(face_subset.other_identities[0])]
     faiss_results = [enrolled_gallery.search(p.read_bytes(), name=p.name, top_k=5).to_dict() for p in probes]
-    monkeypatch.setenv("FACETRACE_VECTOR_URL", lite_url)
+    monkeypatch.setenv("FACETRACE_VECTOR_URL", milvus_url)
     g = Gallery(get_settings(workers=1))
     try:
         # The collection starts empty: the gallery fills it from the database (rebuild from the database).
@@ -175,7 +208,7 @@ def test_gallery_on_milvus_lite(
         after = g.search(probes[0].read_bytes(), top_k=20).to_dict()
         assert erased not in {c["person"]["external_id"] for f in after["faces"] for c in f["candidates"]}
         assert g.rebuild_index() == 40
-        assert g.stats()["index"]["backend"] == "milvus-lite"
+        assert g.stats()["index"]["backend"] == backend_name(milvus_url)
     finally:
         g.close()
     # Another worker (process) opening the same collection finds it in line with the database.
@@ -186,10 +219,15 @@ def test_gallery_on_milvus_lite(
         other.close()
 
 
+@pytest.fixture(params=BACKENDS)
+def migrated_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    yield from milvus_target(request, tmp_path, "migrated")
+
+
 def test_migrate_command(
-    enrolled_home_copy: Path, face_subset: FaceSubset, run_cli: RunCli, tmp_path: Path, enrolled_gallery: Gallery
+    enrolled_home_copy: Path, face_subset: FaceSubset, run_cli: RunCli, migrated_url: str, enrolled_gallery: Gallery
 ) -> None:
-    url = f"milvus-lite://{tmp_path}/migrated.db"
+    url = migrated_url
     done = run_cli("index", "migrate", "--to", url, "--json")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
@@ -205,7 +243,7 @@ def test_migrate_command(
     expected = enrolled_gallery.search(probe.read_bytes(), name=probe.name).to_dict()
     assert _top(json.loads(on_milvus.stdout)) == _top(expected)
     info = json.loads(run_cli("index", "info", "--json", env={"FACETRACE_VECTOR_URL": url}).stdout)
-    assert info["backend"] == "milvus-lite" and info["count"] == 40
+    assert info["backend"] == backend_name(url) and info["count"] == 40
     bad = run_cli("index", "migrate", "--to", "ftp://x/y")
     assert bad.returncode != 0 and bad.stderr.startswith("error:") and "Traceback" not in bad.stderr
     unreachable = run_cli("index", "migrate", "--to", "milvus://127.0.0.1:9/faces")
