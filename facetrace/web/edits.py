@@ -127,7 +127,10 @@ def case_status_choices(current: str) -> list[str]:
 
 
 def form_values(
-    correction: Correction | None, target: str, record: dict[str, Any], values_of: Callable[[dict[str, Any]], dict]
+    correction: Correction | None,
+    target: str,
+    record: dict[str, Any],
+    values_of: Callable[[dict[str, Any]], dict[str, str]],
 ) -> dict[str, str]:
     """Return what the ``target`` form shows: the input sent back with an error, else the record."""
     if correction is not None and correction.target == target:
