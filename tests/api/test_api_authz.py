@@ -110,6 +110,7 @@ ACCESS: dict[tuple[str, str], str | set[str]] = {
     ("POST", "/reports/{reference}/edit"): RECORDERS,
     ("POST", "/reports/{reference}/contacts/{contact_id}"): RECORDERS,
     ("POST", "/cases/{reference}/edit"): RECORDERS,
+    ("GET", "/duplicates"): READERS,
     ("GET", "/duplicates/{flag_id}"): READERS,
     ("POST", "/duplicates/{flag_id}/merge"): REVIEWERS,
     ("POST", "/duplicates/{flag_id}/dismiss"): REVIEWERS,

@@ -213,6 +213,9 @@ def test_duplicate_reports_side_by_side_then_merged(web_app: FastAPI, peirsol: d
     assert f'<a href="/reports/{first["reference"]}">{first["reference"]}</a> Aaron Peirsol' in page
     assert f'href="/duplicates/{flag}"' in page and "score 0." in page
     assert not re.search(r"reports \d+ and \d+", page)
+    listed = olena.get("/duplicates").text  # the flags still to decide, both reports linked
+    assert f'href="/duplicates/{flag}"' in listed and f'href="/reports/{second["reference"]}"' in listed
+    assert olena.get("/duplicates?status=nonsense").status_code == 422
     page = olena.get(f"/duplicates/{flag}").text
     for text in ("Aaron Peirsol", "A. Peirsol", "REPORT-DESCRIPTION", "SECOND-DESCRIPTION"):
         assert text in page
@@ -241,6 +244,8 @@ def test_duplicate_reports_side_by_side_then_merged(web_app: FastAPI, peirsol: d
     page = olena.get(f"/reports/{second['reference']}").text
     assert f'merged into report <a href="/reports/{first["reference"]}">' in page
     assert f"/reports/{second['reference']}/edit" not in page  # a merged report is corrected through the other
+    assert f'href="/duplicates/{flag}"' not in olena.get("/duplicates").text
+    assert f'href="/duplicates/{flag}"' in olena.get("/duplicates?status=merged").text
     decided = olena.get(f"/duplicates/{flag}").text
     assert "Same face, same swimmer" in decided and 'action="/duplicates/' not in decided
 

@@ -43,6 +43,7 @@ ACCESS: dict[tuple[str, str], str | set[str]] = {
     ("POST", "/reports/{reference}/edit"): {"intake", "examiner"},
     ("POST", "/reports/{reference}/contacts/{contact_id}"): {"intake", "examiner"},
     ("POST", "/cases/{reference}/edit"): {"intake", "examiner"},
+    ("GET", "/duplicates"): READERS,
     ("GET", "/duplicates/{flag_id}"): READERS,
     ("POST", "/duplicates/{flag_id}/merge"): {"examiner", "reviewer"},
     ("POST", "/duplicates/{flag_id}/dismiss"): {"examiner", "reviewer"},

@@ -12,6 +12,7 @@ from fastapi.responses import Response
 from facetrace.errors import FacetraceError, NotFoundError
 from facetrace.http.deps import ServiceDep
 from facetrace.http.roles import Merger, Reader
+from facetrace.store.workflow_models import DUPLICATE_STATUSES
 from facetrace.usecases.actors import Actor
 from facetrace.usecases.records import workflow_for
 from facetrace.usecases.service import Service
@@ -68,6 +69,22 @@ def show_flag(
         error=error,
         rationale=rationale,
         into=into,
+    )
+
+
+@router.get("/duplicates")
+def list_duplicates(request: Request, actor: Reader, service: ServiceDep) -> Response:
+    """The possible duplicate reports, both reports linked (default: those still to decide)."""
+    status = request.query_params.get("status", "open")
+    flags = workflow_for(service, actor).matching.list_duplicates(actor.user, status=status or None)
+    return page(
+        request,
+        actor,
+        "duplicates.html",
+        title="Possible duplicate reports",
+        rows=flags,
+        status=status,
+        statuses=DUPLICATE_STATUSES,
     )
 
 
