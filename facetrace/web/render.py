@@ -47,6 +47,14 @@ NOTICES = {
     "case_created": "The case is open and was searched against all reports.",
     "photos_added": "The photos were added and the record was matched again.",
     "contact_added": "The contact is registered.",
+    "contact_updated": "The contact is corrected. Notifications already drafted keep the address they were "
+    "drafted for.",
+    "report_updated": "The report is corrected and was matched again; the history below shows the change.",
+    "case_updated": "The case is corrected and was matched again; the history below shows the change.",
+    "nothing_changed": "Nothing was changed: the form had the values already recorded.",
+    "reports_merged": "The reports are merged: this report now also has the other's photos and contacts; "
+    "the other report's page keeps its history.",
+    "duplicate_dismissed": "The flag is dismissed: the two reports are recorded as different people.",
     "review_recorded": "Your review is recorded.",
     "identification_confirmed": "Two examiners confirmed: the identification is established and "
     "notifications to the family contacts were drafted for approval.",

@@ -20,8 +20,18 @@ from facetrace.store.accounts import AuditEvent, User
 from facetrace.store.audit import append_event, list_events
 from facetrace.store.db import Database
 from facetrace.store.models import Face, Image, Person
-from facetrace.store.workflow_models import CaseImage, Contact, Lead, Notification, Report, Review
-from facetrace.workflow.common import READ_ROLES, REVIEW_ROLES, contact_view
+from facetrace.store.workflow_models import (
+    Case,
+    CaseImage,
+    Contact,
+    Identification,
+    Lead,
+    Notification,
+    Report,
+    Review,
+)
+from facetrace.workflow import queries
+from facetrace.workflow.common import READ_ROLES, REVIEW_ROLES, case_view, contact_view, report_view
 
 # Actions shown as "recent activity" on the dashboard (no views, searches or logins there).
 ACTIVITY_ACTIONS = (
@@ -30,6 +40,8 @@ ACTIVITY_ACTIONS = (
     "report.photos_add",
     "report.merge",
     "contact.create",
+    "contact.update",
+    "duplicate.dismiss",
     "case.create",
     "case.update",
     "case.photos_add",
@@ -51,6 +63,8 @@ ACTION_WORDS = {
     "report.view": "viewed report",
     "report.duplicate_flag": "flagged a possible duplicate",
     "contact.create": "registered a contact on report",
+    "contact.update": "corrected a contact on report",
+    "duplicate.dismiss": "dismissed a possible duplicate",
     "case.create": "opened case",
     "case.update": "changed case",
     "case.photos_add": "added photos to case",
@@ -369,3 +383,52 @@ def contact(db: Database, contact_id: int) -> dict[str, Any] | None:
     with db.sessions() as session:
         row = session.get(Contact, contact_id)
         return contact_view(row) if row is not None else None
+
+
+# -- references of records, for links instead of ids ----------------------------------------------
+def current_report(db: Database, reference: str) -> dict[str, Any]:
+    """Return a report's JSON view as committed, read to compare a correction form with (not a view
+    by a person, so not audited). Raises NotFoundError."""
+    with db.sessions() as session:
+        return report_view(queries.report_by_reference(session, reference))
+
+
+def current_case(db: Database, reference: str) -> dict[str, Any]:
+    """Return a case's JSON view as committed, read to compare a correction form with (not a view
+    by a person, so not audited). Raises NotFoundError."""
+    with db.sessions() as session:
+        return case_view(queries.case_by_reference(session, reference))
+
+
+def report_refs(db: Database, report_ids: list[int]) -> dict[int, dict[str, Any]]:
+    """Return, by report id, each report's reference, name and status (ids no longer there are left out)."""
+    ids = sorted({int(i) for i in report_ids if i is not None})
+    if not ids:
+        return {}
+    with db.sessions() as session:
+        rows = session.execute(
+            select(Report.id, Report.reference, Report.name, Report.status).where(Report.id.in_(ids))
+        ).all()
+        return {int(i): {"reference": r, "name": n, "status": s} for i, r, n, s in rows}
+
+
+def case_refs(db: Database, case_ids: list[int]) -> dict[int, dict[str, Any]]:
+    """Return, by case id, each case's reference and status (ids no longer there are left out)."""
+    ids = sorted({int(i) for i in case_ids if i is not None})
+    if not ids:
+        return {}
+    with db.sessions() as session:
+        rows = session.execute(select(Case.id, Case.reference, Case.status).where(Case.id.in_(ids))).all()
+        return {int(i): {"reference": r, "status": s} for i, r, s in rows}
+
+
+def confirmed_identification(db: Database, case_id: int) -> dict[str, Any] | None:
+    """Return the confirmed identification of a case (``{"id", "lead_id", "report"}``, the report's
+    reference), or None when the case has none."""
+    with db.sessions() as session:
+        row = session.execute(
+            select(Identification.id, Identification.lead_id, Report.reference)
+            .join(Report, Report.id == Identification.report_id)
+            .where(Identification.case_id == case_id, Identification.status == "confirmed")
+        ).first()
+        return None if row is None else {"id": int(row[0]), "lead_id": int(row[1]), "report": row[2]}

@@ -32,12 +32,15 @@ from facetrace.workflow.common import (
     parse_datetime,
 )
 from facetrace.workflow.context import WorkflowContext
-from facetrace.workflow.fields import UNSET, apply_changes, provisional_reference
+from facetrace.workflow.fields import UNSET, apply_audited_changes, provisional_reference
 from facetrace.workflow.matching import MatchingService
 from facetrace.workflow.photos import AnalysedPhoto, analyse_case_photos, check_photos, image_view, store_case_photo
 from facetrace.workflow.retention import parse_retain_until
 
 MANUAL_CASE_STATUSES = ("open", "closed")
+# The case's description may describe the person (marks, clothing): the audit trail, which outlives
+# an erasure, records only that it changed.
+PRIVATE_CASE_FIELDS = frozenset({"description"})
 
 
 class CaseService:
@@ -215,8 +218,8 @@ class CaseService:
                 raise ConflictError(f"case {case.reference} is identified; withdraw the identification first")
             if changes.get("status") == "open" and case.status == "under_review":
                 changes.pop("status")  # still open, with leads
-            changed = apply_changes(case, changes)
-            self.ctx.audit(session, user, "case.update", [f"case:{case.id}"], {"changed": changed})
+            changed, detail = apply_audited_changes(case, changes, PRIVATE_CASE_FIELDS)
+            self.ctx.audit(session, user, "case.update", [f"case:{case.id}"], detail)
             case_id = case.id
         return {
             "case": queries.case_snapshot(self.ctx.db, case_id),

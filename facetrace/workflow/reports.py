@@ -39,12 +39,16 @@ from facetrace.workflow.common import (
     required_text,
 )
 from facetrace.workflow.context import WorkflowContext
-from facetrace.workflow.fields import UNSET, apply_changes, provisional_reference
+from facetrace.workflow.fields import UNSET, apply_audited_changes, provisional_reference
 from facetrace.workflow.matching import MatchingService
 from facetrace.workflow.photos import ReportPhotosOutcome, check_photos, enroll_report_photos, image_view
 from facetrace.workflow.retention import parse_retain_until
 
 MANUAL_REPORT_STATUSES = ("missing", "located_alive", "closed")  # the others follow identifications/merges
+# Personal fields whose values the audit trail never holds (it outlives an erasure); contact
+# details are also encrypted at rest (facetrace.store.schema.encrypted_columns).
+PRIVATE_REPORT_FIELDS = frozenset({"name", "date_of_birth", "description", "reported_by"})
+PRIVATE_CONTACT_FIELDS = frozenset({"name", "email", "phone"})
 
 
 def person_external_id(reference: str) -> str:
@@ -212,7 +216,7 @@ class ReportService:
                 )
             if changes.get("consent") is False and "consent_date" not in changes:
                 changes["consent_date"] = None
-            changed = apply_changes(report, changes)
+            changed, detail = apply_audited_changes(report, changes, PRIVATE_REPORT_FIELDS)
             if report.person_id is not None:
                 person = session.get(Person, report.person_id)
                 if person is not None:
@@ -220,7 +224,7 @@ class ReportService:
                     person.name = report.name
                     person.source = report.source
                     person.legal_basis = report.legal_basis
-            self.ctx.audit(session, user, "report.update", [f"report:{report.id}"], {"changed": changed})
+            self.ctx.audit(session, user, "report.update", [f"report:{report.id}"], detail)
             report_id = report.id
         return {
             "report": queries.report_snapshot(self.ctx.db, report_id),
@@ -348,13 +352,9 @@ class ReportService:
                 "phone": contact.phone if phone is UNSET else phone,
                 "language": contact.language if language is None else language,
             }
-            changed = apply_changes(contact, check_contact(merged))
+            _, detail = apply_audited_changes(contact, check_contact(merged), PRIVATE_CONTACT_FIELDS)
             self.ctx.audit(
-                session,
-                user,
-                "contact.update",
-                [f"report:{contact.report_id}", f"contact:{contact.id}"],
-                {"changed": changed},
+                session, user, "contact.update", [f"report:{contact.report_id}", f"contact:{contact.id}"], detail
             )
             return contact_view(contact)
 

@@ -121,7 +121,9 @@ def test_intake_to_email_through_the_browser(web_app: FastAPI, web_server: str, 
     assert int(page.inner_text("#count-new-leads")) >= 1
     screenshot(page, "dashboard")
     page.goto(base + lead_path)
-    assert page.locator(".compare .side img.crop").count() == 2
+    # The two faces compared, big, side by side; every reference face of the report beside them.
+    assert page.locator(".compare .side .face.big img.crop").count() == 2
+    assert page.locator("#reference-faces img.crop").count() == 2
     plain = page.inner_text(".score .plain")
     assert re.search(
         r"A false match this strong happens in (about|fewer than) 1 of [\d,]+ searches of a gallery this size", plain

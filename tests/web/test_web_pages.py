@@ -40,6 +40,13 @@ ACCESS: dict[tuple[str, str], str | set[str]] = {
     ("GET", "/reports/{reference}"): READERS,
     ("POST", "/reports/{reference}/photos"): {"intake", "examiner"},
     ("POST", "/reports/{reference}/contacts"): {"intake", "examiner"},
+    ("POST", "/reports/{reference}/edit"): {"intake", "examiner"},
+    ("POST", "/reports/{reference}/contacts/{contact_id}"): {"intake", "examiner"},
+    ("POST", "/cases/{reference}/edit"): {"intake", "examiner"},
+    ("GET", "/duplicates"): READERS,
+    ("GET", "/duplicates/{flag_id}"): READERS,
+    ("POST", "/duplicates/{flag_id}/merge"): {"examiner", "reviewer"},
+    ("POST", "/duplicates/{flag_id}/dismiss"): {"examiner", "reviewer"},
     ("GET", "/cases"): READERS,
     ("GET", "/cases/new"): {"intake", "examiner"},
     ("POST", "/cases/new"): {"intake", "examiner"},
@@ -83,6 +90,8 @@ PATH_VALUES = {
     "image_id": "999999",
     "face_id": "999999",
     "job_id": "999999",
+    "contact_id": "999999",
+    "flag_id": "999999",
     "path:path": "style.css",
 }
 

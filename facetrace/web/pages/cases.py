@@ -1,4 +1,4 @@
-"""Cases (found persons): the intake form's fields, the case page, and the case file as PDF."""
+"""Cases (found persons): the intake form's fields, the case page, its correction, and the case file as PDF."""
 
 from __future__ import annotations
 
@@ -8,18 +8,20 @@ from fastapi import Request
 from fastapi.responses import Response
 from starlette.datastructures import FormData
 
+from facetrace.errors import FacetraceError
 from facetrace.http.deps import ServiceDep
-from facetrace.http.roles import Reader
+from facetrace.http.roles import Reader, Recorder
 from facetrace.store.workflow_models import CASE_STATUSES, CONDITIONS
 from facetrace.usecases.actors import Actor
 from facetrace.usecases.records import CASE, workflow_for
 from facetrace.usecases.service import Service
-from facetrace.web import services
-from facetrace.web.deps import NO_STORE, text, view, web_router
+from facetrace.web import edits, services
+from facetrace.web.deps import NO_STORE, FormDep, quote_ref, text, view, web_router
+from facetrace.web.edits import Correction
 from facetrace.web.pages.records import RecordPages, install
 from facetrace.web.pdf import build_case_pdf
 from facetrace.web.photos import record_page_context
-from facetrace.web.render import page
+from facetrace.web.render import page, redirect
 
 router = web_router()
 
@@ -41,8 +43,10 @@ def show_page(
     status: int = 200,
     error: str = "",
     problems: list[str] | None = None,
+    correction: Correction | None = None,
 ) -> Response:
-    """Return the case's page (audited as case.view). Raises NotFoundError."""
+    """Return the case's page (audited as case.view), with ``correction`` (the correction form sent
+    back with its error) shown at the top. Raises NotFoundError."""
     wf = workflow_for(service, actor)
     detail = wf.cases.get_case(actor.user, reference)
     leads = wf.reviews.list_leads(actor.user, case=detail["id"], limit=1000)
@@ -61,8 +65,37 @@ def show_page(
         history=history,
         error=error,
         problems=problems or [],
+        correction=correction,
+        edit=edits.form_values(correction, "record", detail, edits.case_values),
+        status_choices=edits.case_status_choices(detail["status"]),
+        conditions=CONDITIONS,
+        report_refs=services.report_refs(service.db, [i["report_id"] for i in detail["identifications"]]),
         **context,
     )
+
+
+@router.post("/cases/{reference}/edit")
+def correct_case(
+    reference: str,
+    request: Request,
+    form: FormDep,
+    actor: Recorder,
+    service: ServiceDep,
+) -> Response:
+    """Correct a case's fields or status (only the fields changed on the form are sent; audited
+    with the fields changed). A refusal shows the page again with the reason at the top and the input kept."""
+    sent = edits.read_values(form, edits.CASE_FIELDS)
+    wanted = edits.changes(edits.case_values(services.current_case(service.db, reference)), sent)
+    if not wanted:
+        return redirect(f"/cases/{quote_ref(reference)}", "nothing_changed")
+    try:
+        workflow_for(service, actor).cases.update_case(actor.user, reference, **wanted)
+    except FacetraceError as exc:
+        if exc.status in (403, 404):
+            raise
+        refused = Correction("record", sent, exc.message)
+        return show_page(request, actor, service, reference, status=exc.status, correction=refused)
+    return redirect(f"/cases/{quote_ref(reference)}", "case_updated")
 
 
 @router.get("/cases/{reference}/report.pdf")

@@ -68,17 +68,31 @@ def _lead_page(
     status: int = 200,
     review_error: str = "",
     evidence_error: str = "",
+    review: dict[str, str] | None = None,
+    evidence: dict[str, str] | None = None,
 ) -> Response:
+    """Return the lead's page; a refused review or evidence form shows its reason at the top of
+    the page and keeps what was typed (``review``: decision and rationale; ``evidence``: kind,
+    description and reference)."""
     raw = workflow_for(service, actor).reviews.get_lead(actor.user, lead_id)
     lead = raw  # already blinded for this user by the workflow
     probe = _face_card(service, raw["case_face"])
     candidate = _face_card(service, raw["report_face"])
     min_quality = service.settings.min_quality
-    refs = [
-        {**f, "problems": services.quality_problems(f["quality_detail"], f["quality"], min_quality)}
+    best = raw["report_face"]["face_id"]
+    refs = [  # every reference face of the report, the best-matching one included and marked
+        {
+            **f,
+            "best": f["face_id"] == best,
+            "problems": services.quality_problems(f["quality_detail"], f["quality"], min_quality),
+        }
         for f in services.report_faces(service.db, raw["report"] or {})
-        if f["face_id"] != raw["report_face"]["face_id"]
     ]
+    case_status = (raw["case"] or {}).get("status")
+    ident = raw["identification"]
+    identified_elsewhere = None
+    if case_status == "identified" and not (ident and ident["status"] == "confirmed"):
+        identified_elsewhere = services.confirmed_identification(service.db, raw["case_id"])
     warnings = [f"Case face: {p}" for p in probe["problems"]]
     warnings += [f"Reference face: {p}" for p in candidate["problems"]]
     view(service, actor, "lead.view", [f"lead:{lead_id}", f"case:{raw['case_id']}", f"report:{raw['report_id']}"])
@@ -91,7 +105,10 @@ def _lead_page(
         lead=lead,
         probe=probe,
         candidate=candidate,
-        other_refs=refs,
+        reference_faces=refs,
+        identified_elsewhere=identified_elsewhere,
+        review=review or {"decision": "", "rationale": ""},
+        evidence=evidence or {"kind": "", "description": "", "reference": ""},
         quality_warnings=warnings,
         min_quality=min_quality,
         min_evidence=service.settings.min_evidence_items,
@@ -119,14 +136,13 @@ def review_lead(
 ) -> Response:
     """Record the user's review; a second, different reviewer's confirmation establishes the
     identification (the workflow enforces the two-person rule and the evidence policy)."""
+    typed = {"decision": text(form, "decision"), "rationale": text(form, "rationale")}
     try:
-        result = workflow_for(service, actor).reviews.review_lead(
-            actor.user, lead_id, decision=text(form, "decision"), rationale=text(form, "rationale")
-        )
+        result = workflow_for(service, actor).reviews.review_lead(actor.user, lead_id, **typed)
     except FacetraceError as exc:
         if exc.status in (403, 404) and exc.code != "policy":
             raise
-        return _lead_page(request, actor, service, lead_id, status=exc.status, review_error=exc.message)
+        return _lead_page(request, actor, service, lead_id, status=exc.status, review_error=exc.message, review=typed)
     if result["identification"]:
         return redirect(f"/identifications/{result['identification']['id']}", "identification_confirmed")
     return redirect(f"/leads/{lead_id}", "review_recorded")
@@ -141,16 +157,19 @@ def add_evidence(
     service: ServiceDep,
 ) -> Response:
     """Record corroborating evidence on a lead."""
+    typed = {key: text(form, key) for key in ("kind", "description", "reference")}
     try:
         workflow_for(service, actor).reviews.add_evidence(
             actor.user,
             lead_id,
-            kind=text(form, "kind"),
-            description=text(form, "description"),
-            reference=text(form, "reference") or None,
+            kind=typed["kind"],
+            description=typed["description"],
+            reference=typed["reference"] or None,
         )
     except FacetraceError as exc:
         if exc.status in (403, 404):
             raise
-        return _lead_page(request, actor, service, lead_id, status=exc.status, evidence_error=exc.message)
+        return _lead_page(
+            request, actor, service, lead_id, status=exc.status, evidence_error=exc.message, evidence=typed
+        )
     return redirect(f"/leads/{lead_id}", "evidence_added")

@@ -1,4 +1,5 @@
-"""Missing-person reports: the intake form's fields, the report page, and family contacts."""
+"""Missing-person reports: the intake form's fields, the report page, family contacts, and the
+corrections of a report and of its contacts."""
 
 from __future__ import annotations
 
@@ -8,15 +9,16 @@ from fastapi import Request
 from fastapi.responses import Response
 from starlette.datastructures import FormData
 
-from facetrace.errors import FacetraceError
+from facetrace.errors import FacetraceError, NotFoundError
 from facetrace.http.deps import ServiceDep
 from facetrace.http.roles import Recorder
 from facetrace.store.workflow_models import REPORT_STATUSES
 from facetrace.usecases.actors import Actor
 from facetrace.usecases.records import REPORT, workflow_for
 from facetrace.usecases.service import Service
-from facetrace.web import services
+from facetrace.web import edits, services
 from facetrace.web.deps import LANGUAGES, FormDep, quote_ref, text, texts, view, web_router
+from facetrace.web.edits import Correction
 from facetrace.web.pages.records import RecordPages, install
 from facetrace.web.photos import record_page_context
 from facetrace.web.render import page, redirect
@@ -64,10 +66,12 @@ def show_page(
     error: str = "",
     problems: list[str] | None = None,
     contact_error: str = "",
+    correction: Correction | None = None,
 ) -> Response:
-    """Return the report's page (audited as report.view). Raises NotFoundError."""
+    """Return the report's page (audited as report.view), with ``correction`` (a correction form
+    sent back with its error) shown at the top. Raises NotFoundError."""
     detail = workflow_for(service, actor).reports.get_report(actor.user, reference)
-    context = record_page_context(service, actor, detail["photos"], detail["leads"])
+    context = record_page_context(service, actor, detail["photos"], leads_with_references(service, detail))
     lead_records = [f"lead:{lead['id']}" for lead in detail["leads"]]
     history = services.record_history(service.db, [f"report:{detail['id']}", *lead_records])
     view(service, actor, "report.view", [f"report:{detail['id']}"], reference=detail["reference"])
@@ -83,8 +87,34 @@ def show_page(
         problems=problems or [],
         contact_error=contact_error,
         languages=LANGUAGES,
+        correction=correction,
+        edit=edits.form_values(correction, "record", detail, edits.report_values),
+        contact_forms={
+            c["id"]: edits.form_values(correction, f"contact:{c['id']}", c, edits.contact_values)
+            for c in detail["contacts"]
+        },
+        status_choices=edits.report_status_choices(detail["status"]),
+        report_refs=services.report_refs(service.db, related_reports(detail)),
+        case_refs=services.case_refs(service.db, [i["case_id"] for i in detail["identifications"]]),
         **context,
     )
+
+
+def related_reports(detail: dict[str, Any]) -> list[int]:
+    """Return the ids of the reports a report's page names: its duplicates and the report it was merged into."""
+    ids = [i for d in detail["duplicates"] for i in (d["report_id"], d["other_report_id"])]
+    return [*ids, *([detail["merged_into_id"]] if detail["merged_into_id"] else [])]
+
+
+def leads_with_references(service: Service, detail: dict[str, Any]) -> list[dict[str, Any]]:
+    """Return the report's leads with the references of their case and report, for links."""
+    cases = services.case_refs(service.db, [lead["case_id"] for lead in detail["leads"]])
+    return [
+        {**lead, "case": cases[lead["case_id"]]["reference"], "report": detail["reference"]}
+        if lead["case_id"] in cases
+        else lead
+        for lead in detail["leads"]
+    ]
 
 
 @router.post("/reports/{reference}/contacts")
@@ -111,6 +141,59 @@ def add_contact(
             raise
         return show_page(request, actor, service, reference, status=exc.status, contact_error=exc.message)
     return redirect(f"/reports/{quote_ref(reference)}", "contact_added")
+
+
+@router.post("/reports/{reference}/edit")
+def correct_report(
+    reference: str,
+    request: Request,
+    form: FormDep,
+    actor: Recorder,
+    service: ServiceDep,
+) -> Response:
+    """Correct a report's fields or status (only the fields changed on the form are sent; audited
+    with the fields changed). A refusal shows the page again with the reason at the top and the input kept."""
+    sent = edits.read_values(form, edits.REPORT_FIELDS)
+    wanted = edits.changes(edits.report_values(services.current_report(service.db, reference)), sent)
+    if not wanted:
+        return redirect(f"/reports/{quote_ref(reference)}", "nothing_changed")
+    try:
+        workflow_for(service, actor).reports.update_report(actor.user, reference, **wanted)
+    except FacetraceError as exc:
+        if exc.status in (403, 404):
+            raise
+        refused = Correction("record", sent, exc.message)
+        return show_page(request, actor, service, reference, status=exc.status, correction=refused)
+    return redirect(f"/reports/{quote_ref(reference)}", "report_updated")
+
+
+@router.post("/reports/{reference}/contacts/{contact_id}")
+def correct_contact(
+    reference: str,
+    contact_id: int,
+    request: Request,
+    form: FormDep,
+    actor: Recorder,
+    service: ServiceDep,
+) -> Response:
+    """Correct a contact of the report (audited; the contact's details are not written into the
+    audit trail). A refusal shows the page again with the reason at the top and the input kept."""
+    contact = services.contact(service.db, contact_id)
+    owner = services.report_refs(service.db, [contact["report_id"]]) if contact else {}
+    if contact is None or owner.get(contact["report_id"], {}).get("reference") != reference:
+        raise NotFoundError(f"report {reference} has no contact {contact_id}")
+    sent = edits.read_values(form, edits.CONTACT_FIELDS)
+    wanted = edits.changes(edits.contact_values(contact), sent)
+    if not wanted:
+        return redirect(f"/reports/{quote_ref(reference)}", "nothing_changed")
+    try:
+        workflow_for(service, actor).reports.update_contact(actor.user, contact_id, **wanted)
+    except FacetraceError as exc:
+        if exc.status in (403, 404):
+            raise
+        refused = Correction(f"contact:{contact_id}", sent, exc.message)
+        return show_page(request, actor, service, reference, status=exc.status, correction=refused)
+    return redirect(f"/reports/{quote_ref(reference)}", "contact_updated")
 
 
 def fields(values: dict[str, Any]) -> dict[str, Any]:
