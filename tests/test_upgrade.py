@@ -18,6 +18,7 @@ from facetrace.config import get_settings
 from facetrace.gallery import Gallery
 from facetrace.store.backup import create_backup, restore_backup
 from facetrace.store.db import Database, alembic_config
+from facetrace.store.names import name_key
 
 if TYPE_CHECKING:
     from conftest import FaceSubset
@@ -111,6 +112,9 @@ def test_a_0001_gallery_opens_migrated_and_searches_as_before(
         assert _results(gallery, _probes(face_subset)) == expected
         person = gallery.get_person(face_subset.gallery_identities[0])
         assert person["retain_until"] is None and len(person["images"]) == 2
+        with gallery.db.engine.connect() as conn:  # 0006 filled the name keys of the old rows
+            keys = dict(conn.execute(text("SELECT name, name_key FROM persons")).all())
+        assert len(keys) == 20 and all(key and key == name_key(name) for name, key in keys.items())
     finally:
         gallery.close()
 

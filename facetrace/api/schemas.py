@@ -253,8 +253,20 @@ class PersonView(BaseModel):
     retain_until: str | None
 
 
+class NameMatchView(BaseModel):
+    """How a record matched a name query (docs/api.md, "Names across scripts and spellings")."""
+
+    tier: Literal["exact", "contains", "close"] = Field(
+        description="exact: every word of the query is a word of the name (after transliteration); "
+        "contains: every word is part of a word of the name, or the reference contains the text; "
+        "close: a close spelling."
+    )
+    score: float = Field(description="Similarity 0-100 (100 for exact and contains).")
+
+
 class PersonListItem(PersonView):
     faces: int
+    name_match: NameMatchView | None = Field(default=None, description="Only when the list is searched (q).")
 
 
 class StoredFace(BaseModel):
@@ -531,6 +543,25 @@ class PhotoView(BaseModel):
     faces: list[StoredPhoto]
 
 
+class ReportListItem(ReportView):
+    name_match: NameMatchView | None = Field(default=None, description="Only when the list is searched (q).")
+
+
+class CaseListItem(CaseView):
+    name_match: NameMatchView | None = Field(default=None, description="Only when the list is searched (q).")
+
+
+class SimilarName(BaseModel):
+    """Another report whose name is the same or a close spelling, across scripts: maybe a duplicate."""
+
+    id: int
+    reference: str
+    name: str
+    date_of_birth: str | None
+    status: ReportStatus
+    name_match: NameMatchView
+
+
 class ReportDetail(ReportView):
     contacts: list[ContactView]
     photos: list[PhotoView]
@@ -538,6 +569,9 @@ class ReportDetail(ReportView):
     duplicates: list[DuplicateView]
     identifications: list[IdentificationView]
     merged_from: list[str] = Field(description="References of the reports merged into this one.")
+    similar_names: list[SimilarName] = Field(
+        default_factory=list, description="Other reports with the same name or a close spelling (not merged)."
+    )
 
 
 class CaseDetail(CaseView):
@@ -592,6 +626,9 @@ class ReportCreated(BaseModel):
     contacts: list[ContactView]
     photos: ReportPhotos
     matching: ReportMatching
+    similar_names: list[SimilarName] = Field(
+        default_factory=list, description="Reports registered before with the same name or a close spelling."
+    )
 
 
 class ReportPhotosAdded(BaseModel):

@@ -352,12 +352,15 @@ def report_contact_add(
 def report_list(
     user: AsOpt = "",
     status: Annotated[str | None, typer.Option()] = None,
-    query: Annotated[str | None, typer.Option(help="Text in the name or reference.")] = None,
+    query: Annotated[
+        str | None,
+        typer.Option(help="A name in any script or spelling (melnik finds Мельник), or part of a reference."),
+    ] = None,
     limit: int = 100,
     offset: int = 0,
     json_out: JsonOpt = False,
 ) -> None:
-    """List reports, newest first."""
+    """List reports, newest first; with --query, ranked by name: exact, containing, close spellings."""
     with _session(user) as (wf, actor):
         rows = wf.reports.list_reports(actor, status=status, query=query, offset=offset, limit=limit)
     if json_out:
@@ -506,13 +509,16 @@ case_app.command("photo-add")(
 def case_list(
     user: AsOpt = "",
     status: Annotated[str | None, typer.Option()] = None,
+    query: Annotated[
+        str | None, typer.Option(help="Part of a reference, or the name (any script) of a report a lead names.")
+    ] = None,
     limit: int = 100,
     offset: int = 0,
     json_out: JsonOpt = False,
 ) -> None:
-    """List cases, newest first."""
+    """List cases, newest first; with --query, ranked by the names of the reports their leads name."""
     with _session(user) as (wf, actor):
-        rows = wf.cases.list_cases(actor, status=status, offset=offset, limit=limit)
+        rows = wf.cases.list_cases(actor, status=status, query=query, offset=offset, limit=limit)
     if json_out:
         emit_json(rows)
         return

@@ -11,6 +11,7 @@ from facetrace.errors import NotFoundError
 from facetrace.gallery.results import PersonRef
 from facetrace.store.db import Database
 from facetrace.store.models import Face, Person
+from facetrace.store.name_search import match_view, ranked_matches, rows_in_order
 
 
 def list_persons(
@@ -22,24 +23,46 @@ def list_persons(
     source: str | None = None,
     legal_basis: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Return persons ordered by external id, with their face counts; ``query`` matches a part of
-    the name or external id, ``source`` and ``legal_basis`` match exactly."""
+    """Return persons ordered by external id, with their face counts; ``source`` and ``legal_basis``
+    match exactly. ``query`` is a name in any script or spelling, or a part of the name or external
+    id: persons are then ranked as :func:`facetrace.store.names.rank_keys` says (exact names, then
+    containing, then close spellings; by external id within each), each with ``name_match``."""
+    filters = []
+    if source is not None:
+        filters.append(Person.source == source)
+    if legal_basis is not None:
+        filters.append(Person.legal_basis == legal_basis)
     with db.sessions() as session:
-        stmt = (
-            select(Person, func.count(Face.id))
-            .outerjoin(Face, Face.person_id == Person.id)
-            .group_by(Person.id)
+        text = (query or "").strip()
+        if not text:
+            stmt = (
+                select(Person, func.count(Face.id))
+                .outerjoin(Face, Face.person_id == Person.id)
+                .where(*filters)
+                .group_by(Person.id)
+                .order_by(Person.external_id)
+            )
+            rows = session.execute(stmt.offset(offset).limit(limit)).all()
+            return [{**person_dict(p), "faces": int(n)} for p, n in rows]
+        like = f"%{text}%"
+        candidates = (
+            select(Person.id, Person.name_key, Person.name.ilike(like) | Person.external_id.ilike(like))
+            .where(*filters)
             .order_by(Person.external_id)
         )
-        if query:
-            like = f"%{query}%"
-            stmt = stmt.where(Person.name.ilike(like) | Person.external_id.ilike(like))
-        if source is not None:
-            stmt = stmt.where(Person.source == source)
-        if legal_basis is not None:
-            stmt = stmt.where(Person.legal_basis == legal_basis)
-        rows = session.execute(stmt.offset(offset).limit(limit)).all()
-        return [{**person_dict(p), "faces": int(n)} for p, n in rows]
+        matches = ranked_matches(session, candidates, text)[max(0, offset) : max(0, offset) + limit]
+        counts = dict(
+            session.execute(
+                select(Face.person_id, func.count(Face.id))
+                .where(Face.person_id.in_([m.row_id for m in matches]))
+                .group_by(Face.person_id)
+            ).all()
+        )
+        persons = rows_in_order(session, Person, [m.row_id for m in matches])
+        return [
+            {**person_dict(p), "faces": int(counts.get(p.id, 0)), "name_match": match_view(m)}
+            for p, m in zip(persons, matches, strict=True)
+        ]
 
 
 def get_person(db: Database, external_id: str) -> dict[str, Any]:

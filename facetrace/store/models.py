@@ -16,9 +16,10 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
 
 from facetrace.store.crypto import EncryptedBytes, EncryptedJSON, EncryptedText
+from facetrace.store.names import name_key
 from facetrace.vision.pipeline import Face as DetectedFace
 
 
@@ -45,6 +46,8 @@ class Person(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     external_id: Mapped[str] = mapped_column(String(200), unique=True, index=True)
     name: Mapped[str] = mapped_column(String(300))
+    # The name's search key (facetrace.store.names), set with the name (migration 0006 filled old rows).
+    name_key: Mapped[str] = mapped_column(Text, default="", server_default="", index=True)
     # Free metadata, including contact details from import manifests: encrypted when a key is set.
     attributes: Mapped[dict[str, Any]] = mapped_column("metadata", EncryptedJSON("persons.metadata"), default=dict)
     source: Mapped[str] = mapped_column(String(300))
@@ -57,6 +60,11 @@ class Person(Base):
     images: Mapped[list[Image]] = relationship(
         back_populates="person", cascade="all, delete-orphan", order_by="Image.id"
     )
+
+    @validates("name")
+    def _set_name_key(self, _attribute: str, value: str) -> str:
+        self.name_key = name_key(value or "")
+        return value
 
 
 class Image(Base):

@@ -36,11 +36,12 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 import facetrace.store.accounts  # noqa: F401  (the users table must be known for the foreign keys)
 from facetrace.store.crypto import EncryptedText
 from facetrace.store.models import Base, utcnow
+from facetrace.store.names import name_key
 
 REPORT_STATUSES = ("missing", "located_alive", "identified_deceased", "closed", "merged")
 CASE_STATUSES = ("open", "under_review", "identified", "closed")
@@ -72,6 +73,8 @@ class Report(Base):
         ForeignKey("persons.id", ondelete="SET NULL"), unique=True, nullable=True
     )
     name: Mapped[str] = mapped_column(String(300))
+    # The name's search key (facetrace.store.names), set with the name (migration 0006 filled old rows).
+    name_key: Mapped[str] = mapped_column(Text, default="", server_default="", index=True)
     date_of_birth: Mapped[str | None] = mapped_column(String(10), nullable=True)  # YYYY, YYYY-MM or YYYY-MM-DD
     description: Mapped[str] = mapped_column(Text, default="")
     status: Mapped[str] = mapped_column(String(30), default="missing", index=True)
@@ -90,6 +93,11 @@ class Report(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
     contacts: Mapped[list[Contact]] = relationship(back_populates="report", order_by="Contact.id")
+
+    @validates("name")
+    def _set_name_key(self, _attribute: str, value: str) -> str:
+        self.name_key = name_key(value or "")
+        return value
 
 
 class Contact(Base):

@@ -56,10 +56,11 @@ class RecordKind:
     def list_records(
         self, wf: Workflow, actor: Actor, *, status: str | None, query: str | None, offset: int, limit: int
     ) -> list[dict[str, Any]]:
-        """Return the records, newest first (``query`` filters reports by name or reference only)."""
+        """Return the records, newest first; with ``query``, ranked by name across scripts and
+        spellings (cases by the names of the reports their leads name) or found by reference."""
         if self.name == "report":
             return wf.reports.list_reports(actor.user, status=status, query=query, offset=offset, limit=limit)
-        return wf.cases.list_cases(actor.user, status=status, offset=offset, limit=limit)
+        return wf.cases.list_cases(actor.user, status=status, query=query, offset=offset, limit=limit)
 
     def create(self, wf: Workflow, actor: Actor, **fields: Any) -> dict[str, Any]:
         """Register a record; return it (with its first matching). Raises the workflow's errors."""

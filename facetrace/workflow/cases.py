@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from facetrace.errors import ConflictError
 from facetrace.store.accounts import User
 from facetrace.store.models import Image
+from facetrace.store.name_search import match_view, ranked_matches, rows_in_order
 from facetrace.store.workflow_models import CASE_STATUSES, CONDITIONS, Case, CaseImage, Identification, Lead
 from facetrace.workflow import queries
 from facetrace.workflow.common import (
@@ -34,6 +35,7 @@ from facetrace.workflow.common import (
 from facetrace.workflow.context import WorkflowContext
 from facetrace.workflow.fields import UNSET, apply_audited_changes, provisional_reference
 from facetrace.workflow.matching import MatchingService
+from facetrace.workflow.names import best_per_row, case_candidates
 from facetrace.workflow.photos import AnalysedPhoto, analyse_case_photos, check_photos, image_view, store_case_photo
 from facetrace.workflow.retention import parse_retain_until
 
@@ -228,9 +230,20 @@ class CaseService:
         }
 
     def list_cases(
-        self, actor: User, *, status: str | None = None, offset: int = 0, limit: int = 100
+        self,
+        actor: User,
+        *,
+        status: str | None = None,
+        query: str | None = None,
+        offset: int = 0,
+        limit: int = 100,
     ) -> list[dict[str, Any]]:
-        """Return cases (newest first), optionally by status. Any role.
+        """Return cases (newest first), optionally by status or by reference or name. Any role.
+
+        A case has no name of its own: ``query`` finds it by its reference, or by the name of a
+        report that an open, under-review or identified lead ties it to, ranked across scripts and
+        spellings as reports are (:meth:`ReportService.list_reports`); every item then carries
+        ``name_match``.
 
         Raises:
             PermissionDenied, InvalidInput (unknown status).
@@ -240,8 +253,14 @@ class CaseService:
             stmt = select(Case).order_by(Case.id.desc())
             if status:
                 stmt = stmt.where(Case.status == check_choice(status, CASE_STATUSES, "status"))
-            rows = session.execute(queries.page(stmt, offset, limit)).scalars()
-            return [case_view(c) for c in rows]
+            text = (query or "").strip()
+            if not text:
+                rows = session.execute(queries.page(stmt, offset, limit)).scalars()
+                return [case_view(c) for c in rows]
+            ranked = best_per_row(ranked_matches(session, case_candidates(stmt, text), text))
+            matches = queries.page_of(ranked, offset, limit)
+            cases = rows_in_order(session, Case, [m.row_id for m in matches])
+            return [{**case_view(c), "name_match": match_view(m)} for c, m in zip(cases, matches, strict=True)]
 
     def get_case(self, actor: User, reference: str | int) -> dict[str, Any]:
         """Return a case with its photos, leads and identifications. Any role.

@@ -28,6 +28,7 @@ MAX_MERGE_DEPTH = 50
 MAX_FAMILY = 10_000
 RECORD_MODELS: dict[str, type[Report] | type[Case]] = {"report": Report, "case": Case}
 RecordT = TypeVar("RecordT", Report, Case)
+T = TypeVar("T")
 
 
 # -- records by reference or id -----------------------------------------------------------------
@@ -111,6 +112,12 @@ def notification_by_id(session: Session, nid: int, *, for_update: bool = False) 
 def page(stmt: Any, offset: int, limit: int) -> Any:
     """Return ``stmt`` limited to one page (offset at least 0, 1 to 1000 rows)."""
     return stmt.offset(max(0, offset)).limit(max(1, min(limit, 1000)))
+
+
+def page_of(items: list[T], offset: int, limit: int) -> list[T]:
+    """Return one page of ``items`` with the bounds of :func:`page`."""
+    start = max(0, offset)
+    return items[start : start + max(1, min(limit, 1000))]
 
 
 # -- merged reports and contacts ----------------------------------------------------------------

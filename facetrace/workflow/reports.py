@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from facetrace.errors import ConflictError
 from facetrace.store.accounts import User
 from facetrace.store.models import Image, Person
+from facetrace.store.name_search import match_view, ranked_matches, rows_in_order
 from facetrace.store.workflow_models import REPORT_STATUSES, Contact, DuplicateFlag, Identification, Lead, Report
 from facetrace.workflow import queries
 from facetrace.workflow.common import (
@@ -41,6 +42,7 @@ from facetrace.workflow.common import (
 from facetrace.workflow.context import WorkflowContext
 from facetrace.workflow.fields import UNSET, apply_audited_changes, provisional_reference
 from facetrace.workflow.matching import MatchingService
+from facetrace.workflow.names import similar_names
 from facetrace.workflow.photos import ReportPhotosOutcome, check_photos, enroll_report_photos, image_view
 from facetrace.workflow.retention import parse_retain_until
 
@@ -100,8 +102,10 @@ class ReportService:
         """Register a missing-person report with its provenance, contacts and reference photos,
         then match it against the open cases. Role: intake or examiner.
 
-        Returns ``{"report", "contacts", "photos", "matching"}`` (``photos`` lists per-file errors:
-        a photo with no usable face is not enrolled, the rest are).
+        Returns ``{"report", "contacts", "photos", "matching", "similar_names"}`` (``photos`` lists
+        per-file errors: a photo with no usable face is not enrolled, the rest are; ``similar_names``
+        lists the reports whose name is the same or a close spelling across scripts: possible
+        duplicates that no photo may show).
 
         Raises:
             InvalidInput: a missing or malformed field.
@@ -152,6 +156,10 @@ class ReportService:
         )
         result["matching"] = self.matching.match_report_by_id(actor, report_id)
         result["report"] = queries.report_snapshot(self.ctx.db, report_id)
+        with self.ctx.db.sessions() as session:
+            created = session.get(Report, report_id)
+            assert created is not None
+            result["similar_names"] = similar_names(session, created)  # the same person reported before?
         return result
 
     def update_report(
@@ -369,6 +377,11 @@ class ReportService:
     ) -> list[dict[str, Any]]:
         """Return reports (newest first), optionally by status or name/reference text. Any role.
 
+        With ``query`` the reports are ranked by name across scripts and spellings
+        (:mod:`facetrace.store.names`: "melnik" finds Melnyk, Мельник, Mel'nik): exact name keys
+        first, then names or references containing the text, then close spellings, newest first
+        within each; every item then carries ``name_match`` (``tier``, ``score``).
+
         Raises:
             PermissionDenied, InvalidInput (unknown status).
         """
@@ -377,11 +390,17 @@ class ReportService:
             stmt = select(Report).order_by(Report.id.desc())
             if status:
                 stmt = stmt.where(Report.status == check_choice(status, REPORT_STATUSES, "status"))
-            if query:
-                like = f"%{query.strip()}%"
-                stmt = stmt.where(Report.name.ilike(like) | Report.reference.ilike(like))
-            rows = session.execute(queries.page(stmt, offset, limit)).scalars()
-            return [report_view(r) for r in rows]
+            text = (query or "").strip()
+            if not text:
+                rows = session.execute(queries.page(stmt, offset, limit)).scalars()
+                return [report_view(r) for r in rows]
+            like = f"%{text}%"
+            candidates = stmt.with_only_columns(
+                Report.id, Report.name_key, Report.name.ilike(like) | Report.reference.ilike(like)
+            )
+            matches = queries.page_of(ranked_matches(session, candidates, text), offset, limit)
+            reports = rows_in_order(session, Report, [m.row_id for m in matches])
+            return [{**report_view(r), "name_match": match_view(m)} for r, m in zip(reports, matches, strict=True)]
 
     def get_report(self, actor: User, reference: str | int) -> dict[str, Any]:
         """Return a report with its contacts, photos, leads, duplicate flags and identifications. Any role.
@@ -420,4 +439,5 @@ class ReportService:
             "duplicates": [duplicate_view(f) for f in flags],
             "identifications": [identification_view(i) for i in idents],
             "merged_from": list(merged_from),
+            "similar_names": similar_names(session, report),
         }

@@ -109,7 +109,12 @@ def list_persons(
     *,
     offset: int = Query(0, ge=0),
     limit: int = Query(50, ge=1, le=500),
-    q: str | None = Query(None, max_length=200, description="Part of the name or external id."),
+    q: str | None = Query(
+        None,
+        max_length=200,
+        description="A name in any script or spelling, or part of the name or external id: exact names first, "
+        "then containing, then close spellings.",
+    ),
     source: str | None = Query(None, max_length=300),
     legal_basis: str | None = Query(None, max_length=300),
     actor: GalleryReader,

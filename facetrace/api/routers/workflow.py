@@ -15,10 +15,10 @@ from pydantic import BaseModel, Field
 
 from facetrace.api.schemas import (
     CaseDetail,
+    CaseListItem,
     CaseMatching,
     CasePhotosAdded,
     CaseUpdated,
-    CaseView,
     ContactView,
     DuplicateListItem,
     DuplicateView,
@@ -38,10 +38,10 @@ from facetrace.api.schemas import (
     RematchResult,
     ReportCreated,
     ReportDetail,
+    ReportListItem,
     ReportMatching,
     ReportPhotosAdded,
     ReportUpdated,
-    ReportView,
     ReviewResult,
     WithdrawResult,
 )
@@ -196,11 +196,16 @@ class ResolveIn(BaseModel):
 
 
 # -- reports ----------------------------------------------------------------------------------------
-@router.get("/reports", response_model=Page[ReportView])
+@router.get("/reports", response_model=Page[ReportListItem])
 def list_reports(
     *,
     status: str | None = Query(None),
-    q: str | None = Query(None, max_length=200),
+    q: str | None = Query(
+        None,
+        max_length=200,
+        description="A name in any script or spelling (Melnyk, Мельник, melnik), or part of a reference: "
+        "exact names first, then containing, then close spellings.",
+    ),
     offset: int = Query(0, ge=0),
     limit: int = Query(50, ge=1, le=500),
     actor: Reader,
@@ -298,10 +303,16 @@ def dismiss_duplicate(flag_id: int, body: RationaleIn, actor: Merger, service: S
 
 
 # -- cases ------------------------------------------------------------------------------------------
-@router.get("/cases", response_model=Page[CaseView])
+@router.get("/cases", response_model=Page[CaseListItem])
 def list_cases(
     *,
     status: str | None = Query(None),
+    q: str | None = Query(
+        None,
+        max_length=200,
+        description="Part of a reference, or the name (any script or spelling) of a report that a lead ties "
+        "the case to.",
+    ),
     offset: int = Query(0, ge=0),
     limit: int = Query(50, ge=1, le=500),
     actor: Reader,
@@ -309,7 +320,7 @@ def list_cases(
 ) -> Any:
     """List cases, newest first."""
     rows = CASE.list_records(
-        workflow_for(service, actor), actor, status=status, query=None, offset=offset, limit=limit + 1
+        workflow_for(service, actor), actor, status=status, query=q, offset=offset, limit=limit + 1
     )
     return _page(rows, offset, limit)
 

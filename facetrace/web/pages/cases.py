@@ -126,7 +126,7 @@ def fields(values: dict[str, Any]) -> dict[str, Any]:
 PAGES = RecordPages(
     CASE,
     statuses=CASE_STATUSES,
-    searchable=False,
+    searchable=True,
     read_form=read_form,
     fields=fields,
     show=show_page,

@@ -31,7 +31,7 @@ class RecordPages:
 
     kind: RecordKind
     statuses: tuple[str, ...]
-    searchable: bool  # the list filters by name or reference
+    searchable: bool  # the list filters by name (across scripts and spellings) or reference
     read_form: Callable[[FormData | None], dict[str, Any]]  # the intake form's values (None: blank)
     fields: Callable[[dict[str, Any]], dict[str, Any]]  # the form's values as the workflow takes them
     show: RecordPage
@@ -138,7 +138,7 @@ def install(router: APIRouter, pages: RecordPages) -> None:
     plural = pages.kind.plural
 
     def list_records(request: Request, actor: Reader, service: ServiceDep) -> Response:
-        """The records, newest first, filtered by status (reports also by name or reference)."""
+        """The records, newest first, filtered by status, and by name or reference (ranked by name)."""
         return _list_page(pages, request, actor, service)
 
     def new_record_form(request: Request, actor: Recorder) -> Response:
