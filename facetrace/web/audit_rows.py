@@ -18,9 +18,8 @@ from facetrace.store.jobs import Job
 from facetrace.store.workflow_models import Case, Report
 from facetrace.usecases.audit_labels import action_label
 from facetrace.usecases.video import VIDEO_JOB
+from facetrace.web.services import HIDDEN_DETAIL_ACTIONS
 
-# Details never shown outside the audit viewer: a review's decision would break blind review.
-HIDDEN_DETAIL_ACTIONS = {"lead.review"}
 # Records whose page is found by their id alone.
 PAGES_BY_ID = {"lead": "/leads/{}", "identification": "/identifications/{}", "notification": "/notifications/{}"}
 
