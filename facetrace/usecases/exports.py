@@ -104,7 +104,8 @@ def audit_csv(
     shown = {k: v for k, v in typed.items() if v} | {
         k: v.isoformat() for k, v in (("since", since), ("until", until)) if v
     }
-    with audited(service, actor, "audit.export", format="csv", **shown) as note:
+    with audited(service, actor, "audit.export", format="csv") as note:
+        note.detail.update(shown)  # a filter is named "action", like audited()'s own argument
         with service.db.sessions() as session:
             rows = [
                 (

