@@ -57,9 +57,14 @@ def _names(db: Database, ids: dict[str, set[int]]) -> dict[tuple[str, int], tupl
     return out
 
 
-def add_links(db: Database, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def add_links(
+    db: Database, rows: list[dict[str, Any]], *, record_pages: bool = True, admin: bool = False
+) -> list[dict[str, Any]]:
     """Give each event row (``as_dict()`` form) its ``label`` and ``links``: one ``{"text",
-    "href"}`` per record it names (``href`` None where the record has no page, or is gone)."""
+    "href"}`` per record it names. With ``record_pages`` (a reader of case files) a record links to
+    its page (``href`` None where it has none, or is gone); without (an auditor, who reads the trail
+    rather than the files) to the audit trail of that record. A user links to their account page
+    for an ``admin``."""
     wanted: dict[str, set[int]] = defaultdict(set)
     for row in rows:
         for record in row.get("records") or []:
@@ -72,12 +77,16 @@ def add_links(db: Database, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         links = []
         for record in row.get("records") or []:
             kind, rid = _split(record)
+            text, href = record.replace(":", " ", 1), None
             if rid is not None and (kind, rid) in names:
                 text, href = names[kind, rid]
             elif rid is not None and kind in PAGES_BY_ID:
                 text, href = f"{kind} {rid}", PAGES_BY_ID[kind].format(rid)
-            else:
-                text, href = record.replace(":", " ", 1), None
+            account = kind == "user" and admin  # an admin opens the account itself
+            if not record_pages and not account:
+                href = f"/audit?record={quote(record, safe='')}"
+            elif kind == "user" and not admin:
+                href = None  # only admins open accounts
             links.append({"text": text, "href": href})
         row["links"] = links
     return rows

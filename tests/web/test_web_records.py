@@ -152,9 +152,13 @@ def test_audit_page_shows_actions_in_words_with_links(web_app: FastAPI) -> None:
     case_id = made["case"]["id"]
     page = anna.get("/audit", params={"record": f"case:{case_id}"}).text
     assert "case opened" in page and '<small class="mono">case.create</small>' in page
-    assert f'<a href="/cases/{case_id}">case {made["case"]["reference"]}</a>' in page
-    logins = anna.get("/audit", params={"action": "login"}).text
-    assert "signed in" in logins and 'href="/admin/users/anna"' in logins
+    # An auditor reads the trail, not the case files: a record links to its own trail.
+    assert f'<a href="/audit?record=case%3A{case_id}">case {made["case"]["reference"]}</a>' in page
+    assert f'<a href="/audit?record=lead%3A{made["lead_id"]}">lead {made["lead_id"]}</a>' in page
+    with web_app.state.service.db.sessions() as session:
+        anna_id = get_user(session, "anna").id
+    logins = anna.get("/audit", params={"action": "login", "actor": "anna"}).text
+    assert "signed in" in logins and f'<a href="/audit?record=user%3A{anna_id}">user anna</a>' in logins
     link = re.search(r'id="audit-csv" href="([^"]+)"', page)
     assert link and link.group(1) == f"/audit.csv?record=case%3A{case_id}"
     rows = _csv_rows(anna.get(link.group(1).replace("&amp;", "&")))

@@ -18,6 +18,7 @@ from facetrace.usecases.actors import record_event
 from facetrace.web.audit_rows import add_links
 from facetrace.web.deps import PAGE_SIZE, page_offset, web_router
 from facetrace.web.render import page
+from facetrace.web.services import can_read
 from facetrace.workflow.common import parse_date
 
 router = web_router()
@@ -82,7 +83,8 @@ def audit(request: Request, actor: Auditor, service: ServiceDep) -> Response:
             until=filters.until,
         )
         events = [e.as_dict() for e in rows]
-    add_links(service.db, events)
+    # An auditor who also reads case files follows a record to its page; others to its trail.
+    add_links(service.db, events, record_pages=can_read(actor.user), admin=actor.user.has_role("admin"))
     if verified is not None:
         record_event(
             service, actor, "audit.verify", outcome="ok" if verified else "error", detail={"problems": len(problems)}
