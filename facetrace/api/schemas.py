@@ -144,6 +144,29 @@ class AuditPage(BaseModel):
     limit: int
 
 
+class PastSearch(BaseModel):
+    """One past search, from the audit trail: an ad-hoc photo search or a finished video search."""
+
+    event_id: int = Field(description="The audit event that records it.")
+    at: str
+    user: str | None
+    kind: Literal["photo", "video"]
+    case_reference: str | None
+    purpose: str | None
+    found: int | None = Field(description="Faces (photo) or tracks (video) found.")
+    matches: list[str] = Field(description="The persons matched (external ids).")
+    outcome: str
+    error: str | None = Field(description="The error code of a search that failed.")
+    job_id: int | None = Field(description="A video search's job (GET /search/video/ID).")
+
+
+class PastSearchPage(BaseModel):
+    items: list[PastSearch]
+    total: int
+    offset: int
+    limit: int
+
+
 class ChainCheck(BaseModel):
     intact: bool
     problems: list[str] = Field(description="One line per event found edited or deleted (empty: intact).")
@@ -357,6 +380,8 @@ class JobView(BaseModel):
     created_at: str | None
     started_at: str | None
     finished_at: str | None
+    case_reference: str | None = Field(default=None, description="A video search's case reference.")
+    purpose: str | None = Field(default=None, description="A video search's purpose.")
 
 
 class JobPage(BaseModel):

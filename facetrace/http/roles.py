@@ -11,6 +11,7 @@ from fastapi import Depends
 
 from facetrace.http.deps import require_roles
 from facetrace.usecases.actors import Actor
+from facetrace.usecases.search_history import HISTORY_ROLES
 from facetrace.workflow.common import (
     APPROVE_ROLES,
     ERASE_ROLES,
@@ -34,6 +35,7 @@ ExaminerOrReviewer = Annotated[Actor, Depends(require_roles("examiner", "reviewe
 IntakeOrExaminer = Annotated[Actor, Depends(require_roles("intake", "examiner"))]
 IntakeOrAdmin = Annotated[Actor, Depends(require_roles("intake", "admin"))]
 GalleryReader = Annotated[Actor, Depends(require_roles("intake", "examiner", "reviewer"))]
+SearchHistoryReader = Annotated[Actor, Depends(require_roles(*HISTORY_ROLES))]  # examiner, reviewer, auditor
 
 # The workflow's role sets.
 Reader = Annotated[Actor, Depends(require_roles(*READ_ROLES))]

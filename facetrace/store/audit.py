@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Text, cast, func, select, text, update
+from sqlalchemy import Text, and_, cast, distinct, false, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from facetrace.logs import current_request_id
@@ -174,6 +175,60 @@ def verify_chain(session: Session, *, batch: int = 2000) -> list[str]:
     return problems
 
 
+VIEW_SUFFIX = ".view"  # every read of a record or a photo is audited as ``KIND.view``
+
+
+def is_view(action: str) -> bool:
+    """Return whether ``action`` records a read (a page, a record or a photo viewed)."""
+    return action.endswith(VIEW_SUFFIX)
+
+
+def _record_condition(record: str) -> Any:
+    return cast(AuditEvent.records, Text).contains(json.dumps(record), autoescape=True)
+
+
+def _conditions(
+    *,
+    actor: str | None = None,
+    action: str | None = None,
+    record: str | None = None,
+    outcome: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    records: Sequence[str] | None = None,
+    actions: Sequence[str] | None = None,
+    views: bool | None = None,
+    skip_ok_views: bool = False,
+) -> list[Any]:
+    conditions: list[Any] = []
+    if actor:
+        conditions.append(AuditEvent.actor == actor)
+    if action:
+        conditions.append(
+            AuditEvent.action.startswith(action, autoescape=True)
+            if action.endswith(".")
+            else AuditEvent.action == action
+        )
+    if record:
+        conditions.append(_record_condition(record))
+    if records is not None:
+        conditions.append(or_(false(), *(_record_condition(r) for r in records)))
+    if actions is not None:
+        conditions.append(AuditEvent.action.in_(list(actions)))
+    if views is not None:
+        viewed = AuditEvent.action.endswith(VIEW_SUFFIX, autoescape=True)
+        conditions.append(viewed if views else ~viewed)
+    if skip_ok_views:
+        conditions.append(~and_(AuditEvent.action.endswith(VIEW_SUFFIX, autoescape=True), AuditEvent.outcome == "ok"))
+    if outcome:
+        conditions.append(AuditEvent.outcome == outcome)
+    if since:
+        conditions.append(AuditEvent.at >= as_utc(since))
+    if until:
+        conditions.append(AuditEvent.at < as_utc(until))
+    return conditions
+
+
 def list_events(
     session: Session,
     *,
@@ -185,34 +240,84 @@ def list_events(
     outcome: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
+    records: Sequence[str] | None = None,
+    actions: Sequence[str] | None = None,
+    views: bool | None = None,
+    skip_ok_views: bool = False,
     newest_first: bool = True,
 ) -> tuple[list[AuditEvent], int]:
     """Return one page of events matching the filters, and how many match in all.
 
     ``action`` matches the action or, ending in ``.``, every action under that prefix (``person.``);
-    ``record`` matches events naming that record (``person:12``).
+    ``record`` matches events naming that record (``person:12``); ``records`` events naming any of
+    them; ``actions`` any of these actions; ``views`` True only views (see :func:`is_view`), False
+    none; ``skip_ok_views`` leaves out the views that succeeded (a record's history counts them with
+    :func:`summarise_views` instead).
     """
-    conditions: list[Any] = []
-    if actor:
-        conditions.append(AuditEvent.actor == actor)
-    if action:
-        conditions.append(
-            AuditEvent.action.startswith(action, autoescape=True)
-            if action.endswith(".")
-            else AuditEvent.action == action
-        )
-    if record:
-        conditions.append(cast(AuditEvent.records, Text).contains(json.dumps(record), autoescape=True))
-    if outcome:
-        conditions.append(AuditEvent.outcome == outcome)
-    if since:
-        conditions.append(AuditEvent.at >= as_utc(since))
-    if until:
-        conditions.append(AuditEvent.at < as_utc(until))
+    conditions = _conditions(
+        actor=actor,
+        action=action,
+        record=record,
+        outcome=outcome,
+        since=since,
+        until=until,
+        records=records,
+        actions=actions,
+        views=views,
+        skip_ok_views=skip_ok_views,
+    )
     total = session.execute(select(func.count(AuditEvent.id)).where(*conditions)).scalar() or 0
     order = AuditEvent.id.desc() if newest_first else AuditEvent.id
     rows = session.execute(select(AuditEvent).where(*conditions).order_by(order).offset(offset).limit(limit))
     return list(rows.scalars()), int(total)
+
+
+def iter_events(session: Session, *, limit: int, batch: int = 1000, **filters: Any) -> Iterator[AuditEvent]:
+    """Yield up to ``limit`` events matching ``filters`` (those of :func:`list_events`), newest
+    first, read ``batch`` at a time (keyed on the id, so events appended meanwhile are not repeated)."""
+    conditions = _conditions(**filters)
+    last_id: int | None = None
+    left = limit
+    while left > 0:
+        stmt = select(AuditEvent).where(*conditions)
+        if last_id is not None:
+            stmt = stmt.where(AuditEvent.id < last_id)
+        rows = list(session.execute(stmt.order_by(AuditEvent.id.desc()).limit(min(batch, left))).scalars())
+        yield from rows
+        if len(rows) < min(batch, left):
+            return
+        left -= len(rows)
+        last_id = rows[-1].id
+
+
+@dataclass(frozen=True)
+class ViewSummary:
+    """How often one kind of view (``report.view``, ``media.view``...) was recorded, by how many users."""
+
+    action: str
+    count: int
+    users: int
+    first: datetime
+    last: datetime
+
+
+def summarise_views(session: Session, records: Sequence[str]) -> list[ViewSummary]:
+    """Return, per view action, the views naming any of ``records``: their count, distinct users,
+    first and last time; the most recently viewed first."""
+    conditions = _conditions(records=records, views=True, outcome="ok")
+    rows = session.execute(
+        select(
+            AuditEvent.action,
+            func.count(AuditEvent.id),
+            func.count(distinct(AuditEvent.actor)),
+            func.min(AuditEvent.at),
+            func.max(AuditEvent.at),
+        )
+        .where(*conditions)
+        .group_by(AuditEvent.action)
+    ).all()
+    summaries = [ViewSummary(a, int(n), int(u), as_utc(first), as_utc(last)) for a, n, u, first, last in rows]
+    return sorted(summaries, key=lambda s: s.last, reverse=True)
 
 
 def records_of(kind: str, ids: Sequence[object]) -> list[str]:

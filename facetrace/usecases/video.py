@@ -4,7 +4,13 @@ result, cancel it; and the job's work itself.
 Starting checks the upload at once (container sniffed from its bytes, header within the video
 limits) and queues a ``video_search`` job; the job finds, tracks and searches every person who
 appears (:meth:`Gallery.search_video`) in worker processes, so that the server's threads stay
-free. A video search is seen and cancelled only by whoever started it (and admins).
+free.
+
+Who may open a video search: every examiner and reviewer, not only whoever started it. Case files
+are not divided between users (every examiner and reviewer reads every case), so the colleagues
+entitled to a search's case are those whose work is identification: the examiners who search and
+the reviewers who check what a search found. Each opening of a finished search's result is audited
+(``search.video.view``). Only whoever started a search (or an admin) may cancel it.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from facetrace.errors import (
     ConflictError,
     FacetraceError,
     NotFoundError,
+    PermissionDenied,
     VideoError,
     VideoTooLargeError,
 )
@@ -110,37 +117,64 @@ def start(
             },
         )
         note.records = [f"job:{job.id}"]
-    return job.as_dict()
+    return job_view(job)
 
 
-def _own_video_job(service: Service, actor: Actor, job_id: int) -> Job:
+VIEW_ROLES = ("examiner", "reviewer")  # who may open any video search (see the module's docstring)
+
+
+def _video_job(service: Service, job_id: int) -> Job:
     with service.db.sessions() as session:
         job = session.get(Job, job_id)
-    if job is None or job.kind != VIDEO_JOB or (job.created_by != actor.name and not actor.user.has_role("admin")):
+    if job is None or job.kind != VIDEO_JOB:
         raise NotFoundError(f"no video search {job_id}")
     return job
 
 
+def job_view(job: Job) -> dict[str, Any]:
+    """Return a video search job as the API shows it, with the case reference and purpose it was made for."""
+    params = job.params or {}
+    return {**job.as_dict(), "case_reference": params.get("case_reference"), "purpose": params.get("purpose")}
+
+
+def may_cancel(actor: Actor, job: dict[str, Any]) -> bool:
+    """Return whether ``actor`` may cancel this video search: whoever started it, or an admin."""
+    return job.get("created_by") == actor.name or actor.user.has_role("admin")
+
+
 def show(service: Service, actor: Actor, job_id: int) -> dict[str, Any]:
-    """Return a video search job: state, progress and, once done, its result.
+    """Return a video search job: state, progress and, once done, its result (each opening of a
+    result audited as ``search.video.view``). Any examiner or reviewer may open any video search.
 
     Raises:
-        NotFoundError: no such video search of this actor.
+        PermissionDenied: the actor is neither examiner nor reviewer.
+        NotFoundError: no such video search.
     """
-    return _own_video_job(service, actor, job_id).as_dict()
+    if not any(actor.user.has_role(role) for role in VIEW_ROLES):
+        raise PermissionDenied("opening a video search needs the role examiner or reviewer")
+    job = _video_job(service, job_id)
+    out = job_view(job)
+    if job.state == "done":
+        detail = {"tracks": len(out["result"].get("tracks", [])), "case_reference": out["case_reference"]}
+        record_event(service, actor, "search.video.view", records=[f"job:{job.id}"], detail=detail)
+    return out
 
 
 def cancel(service: Service, actor: Actor, job_id: int) -> dict[str, Any]:
     """Cancel a queued or running video search (it stops at the next frame); return it. Audited.
 
     Raises:
-        NotFoundError: no such video search of this actor.
+        NotFoundError: no such video search.
+        PermissionDenied: started by someone else (and the actor is no admin).
         ConflictError: it has already finished.
     """
-    _own_video_job(service, actor, job_id)
+    job = job_view(_video_job(service, job_id))
+    if not may_cancel(actor, job):
+        record_event(service, actor, "search.video.cancel", records=[f"job:{job_id}"], outcome="denied")
+        raise PermissionDenied(f"only {job['created_by'] or 'whoever started it'} or an admin may cancel this search")
     service.jobs.cancel(job_id)
     record_event(service, actor, "search.video.cancel", records=[f"job:{job_id}"])
-    return _own_video_job(service, actor, job_id).as_dict()
+    return job_view(_video_job(service, job_id))
 
 
 def run_video_search(service: Service, ctx: JobContext, job: Job) -> dict[str, Any]:

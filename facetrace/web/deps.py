@@ -69,5 +69,5 @@ def quote_ref(reference: str) -> str:
 
 
 def view(service: Service, actor: Actor, action: str, records: list[str], **detail: Any) -> None:
-    """Append the audit event of a page or media view (the workflow's reads record none)."""
+    """Append the audit event of a read that no workflow call records: a photo, a face crop, a case file export."""
     services.audit_view(service.db, actor.user, actor.source, action, records, **detail)

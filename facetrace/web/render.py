@@ -31,6 +31,7 @@ from facetrace.http.security import PAGE_CSP, PAGE_HEADERS
 from facetrace.store.accounts import ROLE_DESCRIPTIONS, ROLES
 from facetrace.usecases.actors import Actor
 from facetrace.usecases.errors import Unauthorized, value_out_of_range
+from facetrace.usecases.search_history import HISTORY_ROLES
 from facetrace.web.services import can_read, can_review, fmr_words, fpir_words, one_in, rarity
 
 log = logging.getLogger(__name__)
@@ -130,6 +131,8 @@ def nav_items(actor: Actor | None) -> list[tuple[str, str]]:
         items += [("/identifications", "Identifications"), ("/notifications", "Notifications")]
     if user.has_role("examiner"):
         items.append(("/search", "Search"))
+    if any(user.has_role(r) for r in HISTORY_ROLES):
+        items.append(("/search/history", "Past searches"))
     if user.has_role("auditor"):
         items.append(("/audit", "Audit trail"))
     if user.has_role("admin"):

@@ -243,7 +243,7 @@ def record_history(db: Database, records: list[str], limit: int = 100) -> list[d
 
 
 def audit_view(db: Database, actor: User, source: str | None, action: str, records: list[str], **detail: Any) -> None:
-    """Append the audit event of a page or media view (the workflow's reads record none)."""
+    """Append the audit event of a view that no workflow read records (a photo or a face crop)."""
     with db.session() as session:
         append_event(
             session,

@@ -262,8 +262,11 @@ class CaseService:
             cases = rows_in_order(session, Case, [m.row_id for m in matches])
             return [{**case_view(c), "name_match": match_view(m)} for c, m in zip(cases, matches, strict=True)]
 
-    def get_case(self, actor: User, reference: str | int) -> dict[str, Any]:
+    def get_case(self, actor: User, reference: str | int, *, audited: bool = True) -> dict[str, Any]:
         """Return a case with its photos, leads and identifications. Any role.
+
+        Audited as ``case.view``, unless ``audited`` is False: a page that shows this case as part
+        of another record appends that view's one event itself.
 
         Raises:
             NotFoundError, PermissionDenied.
@@ -271,7 +274,8 @@ class CaseService:
         with self.ctx.transaction(actor, "case.view", [f"case:{reference}"]) as session:
             user = self.ctx.acting_user(session, actor, READ_ROLES, "reading a case")
             case = queries.case_by_reference(session, reference)
-            self.ctx.audit(session, user, "case.view", [f"case:{case.id}"])
+            if audited:
+                self.ctx.audit(session, user, "case.view", [f"case:{case.id}"])
             images = session.execute(
                 select(Image).join(CaseImage, CaseImage.image_id == Image.id).where(CaseImage.case_id == case.id)
             ).scalars()

@@ -152,8 +152,11 @@ class IdentificationService:
                 for i, c, r, name in session.execute(stmt).all()
             ]
 
-    def get_identification(self, actor: User, identification_id: int) -> dict[str, Any]:
+    def get_identification(self, actor: User, identification_id: int, *, audited: bool = True) -> dict[str, Any]:
         """Return an identification with its lead, reviews, evidence and notifications. Any role.
+
+        Audited as ``identification.view``, unless ``audited`` is False: a page that shows it as
+        part of another record appends that view's one event itself.
 
         Raises:
             NotFoundError, PermissionDenied.
@@ -161,7 +164,8 @@ class IdentificationService:
         with self.ctx.transaction(actor, "identification.view", [f"identification:{identification_id}"]) as session:
             user = self.ctx.acting_user(session, actor, READ_ROLES, "reading an identification")
             ident = queries.identification_by_id(session, identification_id)
-            self.ctx.audit(session, user, "identification.view", [f"identification:{ident.id}"])
+            if audited:
+                self.ctx.audit(session, user, "identification.view", [f"identification:{ident.id}"])
             lead = queries.lead_by_id(session, ident.lead_id)
             reviews = queries.reviews_of(session, lead.id)
             evidence = queries.evidence_of(session, lead.id)

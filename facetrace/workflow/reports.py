@@ -402,8 +402,11 @@ class ReportService:
             reports = rows_in_order(session, Report, [m.row_id for m in matches])
             return [{**report_view(r), "name_match": match_view(m)} for r, m in zip(reports, matches, strict=True)]
 
-    def get_report(self, actor: User, reference: str | int) -> dict[str, Any]:
+    def get_report(self, actor: User, reference: str | int, *, audited: bool = True) -> dict[str, Any]:
         """Return a report with its contacts, photos, leads, duplicate flags and identifications. Any role.
+
+        Audited as ``report.view``, unless ``audited`` is False: a page that shows this report as
+        part of another record appends that view's one event itself.
 
         Raises:
             NotFoundError, PermissionDenied.
@@ -411,7 +414,8 @@ class ReportService:
         with self.ctx.transaction(actor, "report.view", [f"report:{reference}"]) as session:
             user = self.ctx.acting_user(session, actor, READ_ROLES, "reading a report")
             report = queries.report_by_reference(session, reference)
-            self.ctx.audit(session, user, "report.view", [f"report:{report.id}"])
+            if audited:
+                self.ctx.audit(session, user, "report.view", [f"report:{report.id}"])
             return self._report_detail(session, report)
 
     def _report_detail(self, session: Session, report: Report) -> dict[str, Any]:

@@ -104,8 +104,11 @@ class ReviewService:
                 for lead, case_ref, report_ref, name in session.execute(stmt).all()
             ]
 
-    def get_lead(self, actor: User, lead_id: int) -> dict[str, Any]:
+    def get_lead(self, actor: User, lead_id: int, *, audited: bool = True) -> dict[str, Any]:
         """Return a lead with its case, report, reviews, evidence and identification. Any role.
+
+        Audited as ``lead.view``, unless ``audited`` is False: an export that includes this lead
+        appends its one event itself.
 
         Raises:
             NotFoundError, PermissionDenied.
@@ -113,9 +116,9 @@ class ReviewService:
         with self.ctx.transaction(actor, "lead.view", [f"lead:{lead_id}"]) as session:
             user = self.ctx.acting_user(session, actor, READ_ROLES, "reading a lead")
             lead = queries.lead_by_id(session, lead_id)
-            self.ctx.audit(
-                session, user, "lead.view", [f"lead:{lead.id}", f"case:{lead.case_id}", f"report:{lead.report_id}"]
-            )
+            if audited:
+                records = [f"lead:{lead.id}", f"case:{lead.case_id}", f"report:{lead.report_id}"]
+                self.ctx.audit(session, user, "lead.view", records)
             # Blind confirmation holds on every channel (API, CLI, web), not only on the web page.
             return blind_lead(self._lead_detail(session, lead), user)
 

@@ -67,8 +67,20 @@ def test_video_search_job(gallery_api: Api, tmp_path: Path) -> None:
     assert events[-1]["detail"]["case_reference"] == "CASE-9"
     assert sorted(events[-1]["detail"]["matches"]) == ["Aaron_Peirsol", "Bill_Paxton"]
     assert api.audit("search.video.start")[-1]["detail"]["video_sha256"]
-    # Another examiner's job is not visible; an unknown one is 404.
+    # A colleague (any examiner or reviewer) opens the result, audited as theirs; an unknown job is 404.
+    colleague = api.client.get(f"{P}/search/video/{job['id']}", headers=api.as_("reviewer"))
+    assert colleague.status_code == 200, colleague.text
+    seen = colleague.json()
+    assert seen["result"] == result and (seen["case_reference"], seen["created_by"]) == ("CASE-9", "examiner")
+    viewed = api.audit("search.video.view")[-1]
+    assert viewed["actor"] == "reviewer" and viewed["records"] == [f"job:{job['id']}"]
+    assert api.client.post(f"{P}/search/video/{job['id']}/cancel", headers=api.as_("reviewer")).status_code == 403
     assert api.client.get(f"{P}/search/video/999999", headers=api.as_("examiner")).status_code == 404
+    # The history of past searches lists it, for reviewers and auditors too.
+    history = api.client.get(f"{P}/searches", headers=api.as_("auditor")).json()["items"]
+    video = [s for s in history if s["kind"] == "video" and s["job_id"] == job["id"]]
+    assert [(s["user"], s["case_reference"], s["found"]) for s in video] == [("examiner", "CASE-9", 3)]
+    assert sorted(video[0]["matches"]) == ["Aaron_Peirsol", "Bill_Paxton"]
     assert not list((api.service.settings.home / "jobs").glob("video-*"))  # the upload is removed once done
 
 

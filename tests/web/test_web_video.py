@@ -77,8 +77,22 @@ def test_video_search_page_shows_the_right_person(web_app: FastAPI, web_server: 
     assert done and f"job:{job_id}" in done[-1].records
     assert viewed and f"job:{job_id}" in viewed[-1].records
 
-    # A reviewer may not open the page at all (role check, audited as access.denied).
+    # A colleague (a reviewer) opens the same result with what it was for, but cannot cancel it;
+    # the opening is audited as theirs. The past searches list it with a link to it.
     browser_login(page, base, "petro")
+    assert page.goto(f"{base}/search/video/{job_id}").status == 200
+    assert page.locator("article[data-track]").count() == 1
+    assert FORM["case_reference"] in page.locator("#video-search-for").inner_text()
+    assert page.locator("#cancel-video").count() == 0
+    with web_app.state.service.db.sessions() as session:
+        seen, _ = list_events(session, action="search.video.view", actor="petro")
+    assert [e.records for e in seen] == [[f"job:{job_id}"]]
+    page.goto(f"{base}/search/history")
+    row = page.locator("#past-searches tr[data-search=video]").first
+    assert FORM["case_reference"] in row.inner_text() and "1 track" in row.inner_text()
+    assert row.locator(f"a[href='/search/video/{job_id}']").count() == 1
+    # An intake officer may not open it (role check, audited as access.denied).
+    browser_login(page, base, "ivan")
     assert page.goto(f"{base}/search/video/{job_id}").status == 403
 
 

@@ -41,7 +41,10 @@ def events(
             since=since,
             until=until,
             newest_first=not oldest_first,
-            **filters,
+            actor=actor,
+            action=action,
+            record=record,
+            outcome=outcome,
         )
         items = [e.as_dict() for e in rows]
     record_event(service, who, "audit.view", detail={k: v for k, v in filters.items() if v} | {"count": len(items)})

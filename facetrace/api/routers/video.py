@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 
 from facetrace.api.schemas import JobView
 from facetrace.http.deps import ServiceDep, client_address, search_rate_limit
-from facetrace.http.roles import Examiner
+from facetrace.http.roles import Examiner, ExaminerOrReviewer
 from facetrace.usecases import video as videos
 
 router = APIRouter(prefix="/search/video", tags=["search"])
@@ -49,8 +49,10 @@ def start_video_search(
 
 
 @router.get("/{job_id}", response_model=JobView)
-def video_search(job_id: int, actor: Examiner, service: ServiceDep) -> Any:
-    """Show a video search job: state, progress (frames done of total) and, once done, its result."""
+def video_search(job_id: int, actor: ExaminerOrReviewer, service: ServiceDep) -> Any:
+    """Show a video search job: state, progress (frames done of total) and, once done, its result
+    (audited as ``search.video.view``). Any examiner or reviewer may open any video search, not only
+    whoever started it; only they (or an admin) may cancel it."""
     return videos.show(service, actor, job_id)
 
 

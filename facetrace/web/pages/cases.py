@@ -15,7 +15,7 @@ from facetrace.store.workflow_models import CASE_STATUSES, CONDITIONS
 from facetrace.usecases.actors import Actor
 from facetrace.usecases.records import CASE, workflow_for
 from facetrace.usecases.service import Service
-from facetrace.web import edits, services
+from facetrace.web import audit_rows, edits, services
 from facetrace.web.deps import NO_STORE, FormDep, quote_ref, text, view, web_router
 from facetrace.web.edits import Correction
 from facetrace.web.pages.records import RecordPages, install
@@ -45,16 +45,15 @@ def show_page(
     problems: list[str] | None = None,
     correction: Correction | None = None,
 ) -> Response:
-    """Return the case's page (audited as case.view), with ``correction`` (the correction form sent
-    back with its error) shown at the top. Raises NotFoundError."""
+    """Return the case's page (audited by the workflow as one case.view), with ``correction`` (the
+    correction form sent back with its error) shown at the top. Raises NotFoundError."""
     wf = workflow_for(service, actor)
     detail = wf.cases.get_case(actor.user, reference)
     leads = wf.reviews.list_leads(actor.user, case=detail["id"], limit=1000)
     context = record_page_context(service, actor, detail["photos"], leads)
     records = [f"case:{detail['id']}", *(f"lead:{lead['id']}" for lead in leads)]
     records += [f"identification:{i['id']}" for i in detail["identifications"]]
-    history = services.record_history(service.db, records)
-    view(service, actor, "case.view", [f"case:{detail['id']}"], reference=detail["reference"])
+    history = audit_rows.history_rows(service.db, records)
     return page(
         request,
         actor,

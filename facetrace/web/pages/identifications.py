@@ -11,7 +11,7 @@ from facetrace.http.roles import Reader, Reviewer, Withdrawer
 from facetrace.usecases.actors import Actor
 from facetrace.usecases.records import workflow_for
 from facetrace.usecases.service import Service
-from facetrace.web.deps import FormDep, text, view, web_router
+from facetrace.web.deps import FormDep, text, web_router
 from facetrace.web.render import page, redirect
 from facetrace.workflow.common import WITHDRAW_ROLES
 
@@ -37,19 +37,15 @@ def _identification_page(
 ) -> Response:
     wf = workflow_for(service, actor)
     ident = wf.identifications.get_identification(actor.user, ident_id)
-    contacts = wf.reports.get_report(actor.user, ident["report"]["id"])["contacts"] if ident["report"] else []
+    # The page is one view, audited once (identification.view): the report is read for its contacts only.
+    report = wf.reports.get_report(actor.user, ident["report"]["id"], audited=False) if ident["report"] else None
+    contacts = report["contacts"] if report else []
     live = {(n["contact_id"], n["kind"]) for n in ident["notifications"] if n["status"] != "cancelled"}
     notified = {n["contact_id"] for n in ident["notifications"] if n["kind"] == "identification" and n["sent_at"]}
     if ident["status"] == "confirmed":
         draftable = [c for c in contacts if c["email"] and (c["id"], "identification") not in live]
     else:
         draftable = [c for c in contacts if c["id"] in notified and (c["id"], "correction") not in live]
-    view(
-        service,
-        actor,
-        "identification.view",
-        [f"identification:{ident_id}", f"case:{ident['case_id']}", f"report:{ident['report_id']}"],
-    )
     return page(
         request,
         actor,

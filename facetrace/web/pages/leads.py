@@ -15,7 +15,7 @@ from facetrace.usecases.actors import Actor
 from facetrace.usecases.records import workflow_for
 from facetrace.usecases.service import Service
 from facetrace.web import services
-from facetrace.web.deps import PAGE_SIZE, FormDep, page_offset, text, view, web_router
+from facetrace.web.deps import PAGE_SIZE, FormDep, page_offset, text, web_router
 from facetrace.web.photos import with_shown_status
 from facetrace.web.render import page, redirect
 
@@ -95,7 +95,6 @@ def _lead_page(
         identified_elsewhere = services.confirmed_identification(service.db, raw["case_id"])
     warnings = [f"Case face: {p}" for p in probe["problems"]]
     warnings += [f"Reference face: {p}" for p in candidate["problems"]]
-    view(service, actor, "lead.view", [f"lead:{lead_id}", f"case:{raw['case_id']}", f"report:{raw['report_id']}"])
     return page(
         request,
         actor,

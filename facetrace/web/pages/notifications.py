@@ -14,7 +14,7 @@ from facetrace.usecases.actors import Actor
 from facetrace.usecases.records import workflow_for
 from facetrace.usecases.service import Service
 from facetrace.web import services
-from facetrace.web.deps import PAGE_SIZE, FormDep, page_offset, text, texts, view, web_router
+from facetrace.web.deps import PAGE_SIZE, FormDep, page_offset, text, texts, web_router
 from facetrace.web.render import page, redirect
 from facetrace.workflow.common import APPROVE_ROLES, SEND_ROLES
 
@@ -55,16 +55,12 @@ def _notification_page(
 ) -> Response:
     wf = workflow_for(service, actor)
     note = wf.notifications.get_notification(actor.user, nid)
-    ident = wf.identifications.get_identification(actor.user, note["identification_id"])
-    case_photos = wf.cases.get_case(actor.user, ident["case_id"])["photos"] if ident["case"] else []
+    # The page is one view, audited once (notification.view): the identification and case are read for context.
+    ident = wf.identifications.get_identification(actor.user, note["identification_id"], audited=False)
+    case = wf.cases.get_case(actor.user, ident["case_id"], audited=False) if ident["case"] else None
+    case_photos = case["photos"] if case else []
     contact = services.contact(service.db, note["contact_id"])
     user = actor.user
-    view(
-        service,
-        actor,
-        "notification.view",
-        [f"notification:{nid}", f"identification:{note['identification_id']}", f"contact:{note['contact_id']}"],
-    )
     return page(
         request,
         actor,

@@ -16,8 +16,8 @@ from facetrace.store.workflow_models import REPORT_STATUSES
 from facetrace.usecases.actors import Actor
 from facetrace.usecases.records import REPORT, workflow_for
 from facetrace.usecases.service import Service
-from facetrace.web import edits, services
-from facetrace.web.deps import LANGUAGES, FormDep, quote_ref, text, texts, view, web_router
+from facetrace.web import audit_rows, edits, services
+from facetrace.web.deps import LANGUAGES, FormDep, quote_ref, text, texts, web_router
 from facetrace.web.edits import Correction
 from facetrace.web.pages.records import RecordPages, install
 from facetrace.web.photos import record_page_context
@@ -68,13 +68,12 @@ def show_page(
     contact_error: str = "",
     correction: Correction | None = None,
 ) -> Response:
-    """Return the report's page (audited as report.view), with ``correction`` (a correction form
-    sent back with its error) shown at the top. Raises NotFoundError."""
+    """Return the report's page (audited by the workflow as one report.view), with ``correction`` (a
+    correction form sent back with its error) shown at the top. Raises NotFoundError."""
     detail = workflow_for(service, actor).reports.get_report(actor.user, reference)
     context = record_page_context(service, actor, detail["photos"], leads_with_references(service, detail))
     lead_records = [f"lead:{lead['id']}" for lead in detail["leads"]]
-    history = services.record_history(service.db, [f"report:{detail['id']}", *lead_records])
-    view(service, actor, "report.view", [f"report:{detail['id']}"], reference=detail["reference"])
+    history = audit_rows.history_rows(service.db, [f"report:{detail['id']}", *lead_records])
     return page(
         request,
         actor,

@@ -9,12 +9,12 @@ from fastapi.responses import Response
 
 from facetrace.errors import FacetraceError
 from facetrace.http.deps import ServiceDep, client_address, search_rate_limit
-from facetrace.http.roles import Examiner
+from facetrace.http.roles import Examiner, ExaminerOrReviewer
 from facetrace.usecases import video as videos
 from facetrace.usecases.actors import Actor
 from facetrace.usecases.service import Service
 from facetrace.web import services
-from facetrace.web.deps import FormDep, text, uploads_of, view, web_router
+from facetrace.web.deps import FormDep, text, uploads_of, web_router
 from facetrace.web.render import page, redirect
 
 router = web_router()
@@ -78,7 +78,6 @@ def _video_job_page(request: Request, actor: Actor, service: Service, job: dict[
             track["thumbnail_src"] = f"data:image/jpeg;base64,{thumbnail}" if thumbnail else None
             for cand in track["candidates"]:
                 cand["report"] = reports.get(cand["person"]["id"])
-        view(service, actor, "search.video.view", [f"job:{job['id']}"], tracks=len(result["tracks"]))
     running = job["state"] in ("queued", "running")
     progress = job["progress"]
     percent = round(100 * progress["done"] / progress["total"]) if progress.get("total") else 0
@@ -93,13 +92,15 @@ def _video_job_page(request: Request, actor: Actor, service: Service, job: dict[
         result=result,
         running=running,
         percent=percent,
+        can_cancel=videos.may_cancel(actor, job),
     )
 
 
 @router.get("/search/video/{job_id}")
-def video_search_job(job_id: int, request: Request, actor: Examiner, service: ServiceDep) -> Response:
+def video_search_job(job_id: int, request: Request, actor: ExaminerOrReviewer, service: ServiceDep) -> Response:
     """A video search job: its progress while it runs (the page refreshes itself every two seconds,
-    without script), then each track with its time span, thumbnail and candidates."""
+    without script), then each track with its time span, thumbnail and candidates. Any examiner or
+    reviewer may open it (the result's opening audited by the use-case)."""
     job = videos.show(service, actor, job_id)
     return _video_job_page(request, actor, service, job)
 
