@@ -23,7 +23,18 @@ from facetrace import __version__
 from facetrace.api.errors import ERROR_RESPONSES, BodyLimitMiddleware, install_error_handlers
 from facetrace.api.observability import install_request_context
 from facetrace.api.observability import router as metrics_router
-from facetrace.api.routers import audit, auth, jobs, persons, search, system, users, video, workflow
+from facetrace.api.routers import (
+    audit,
+    auth,
+    jobs,
+    org_settings,
+    persons,
+    search,
+    system,
+    users,
+    video,
+    workflow,
+)
 from facetrace.config import Settings, get_settings
 from facetrace.gallery import AnalysisPool, Gallery
 from facetrace.http.deps import is_loopback
@@ -37,7 +48,7 @@ from facetrace.web import router as web_router
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v1"
-API_ROUTERS = (system, auth, users, persons, search, video, jobs, audit, workflow)
+API_ROUTERS = (system, auth, users, org_settings, persons, search, video, jobs, audit, workflow)
 IMPORT_PATH = f"{API_PREFIX}/jobs/import"
 VIDEO_PATH = f"{API_PREFIX}/search/video"
 MULTIPART_MARGIN = 1024 * 1024  # form fields and multipart boundaries around the files

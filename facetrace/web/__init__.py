@@ -24,6 +24,7 @@ from facetrace.web.pages import (
     leads,
     media,
     notifications,
+    org_settings,
     reports,
     search,
     setup,
@@ -45,6 +46,7 @@ PAGE_MODULES = (
     video,
     audit,
     users,
+    org_settings,
     media,
 )
 router = APIRouter()

@@ -31,6 +31,8 @@ SECOND_CONFIRM_ROLE = "reviewer"  # the confirmation that establishes an identif
 MERGE_ROLES = ("examiner", "reviewer")
 WITHDRAW_ROLES = ("reviewer",)
 APPROVE_ROLES = ("reviewer",)
+# Who may approve a notification, by the review policy setting ``notification_approvers`` (never its drafter).
+APPROVER_ROLES = {"reviewer": APPROVE_ROLES, "examiner_or_reviewer": ("examiner", "reviewer")}
 SEND_ROLES = ("reviewer", "admin")  # the outbox run and resolving deliveries of unknown outcome
 ERASE_ROLES = ("intake", "examiner", "admin")  # erase a report or a case (irreversible; audited)
 

@@ -12,9 +12,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from facetrace.errors import ConflictError, PolicyError
 from facetrace.store.accounts import User
+from facetrace.store.settings_store import missing_message
 from facetrace.store.workflow_models import (
     NOTIFICATION_STATUSES,
     CaseImage,
@@ -26,6 +28,7 @@ from facetrace.store.workflow_models import (
 from facetrace.workflow import queries
 from facetrace.workflow.common import (
     APPROVE_ROLES,
+    APPROVER_ROLES,
     READ_ROLES,
     REVIEW_ROLES,
     InvalidInput,
@@ -52,11 +55,13 @@ class NotificationService:
 
         Raises:
             NotFoundError, PolicyError (not a registered contact of the report, or nothing to tell
-            them), InvalidInput (no e-mail address), ConflictError (already drafted), PermissionDenied.
+            them), InvalidInput (no e-mail address), ConflictError (already drafted), PermissionDenied,
+            SettingsMissing (the organisation or mail settings are not set).
         """
         records = [f"identification:{identification_id}", f"contact:{contact_id}"]
         with self.ctx.transaction(actor, "notification.draft", records) as session:
             user = self.ctx.acting_user(session, actor, REVIEW_ROLES, "drafting a notification")
+            self.drafter.check_settings(session)
             ident = queries.identification_by_id(session, identification_id, for_update=True)
             contact: Contact = queries.row_by_id(session, Contact, contact_id, "contact")
             report = session.get(Report, ident.report_id)
@@ -100,20 +105,35 @@ class NotificationService:
     def approve_notification(
         self, actor: User, notification_id: int, *, include_images: list[int] | None = None
     ) -> dict[str, Any]:
-        """Approve a draft for sending. The approver must be a reviewer other than the drafter.
-        Photos (of the identification's case only) are attached only when listed here.
+        """Approve a draft for sending. The approver must be someone other than the drafter, with a role
+        the review policy allows (``notification_approvers``: reviewers, or examiners and reviewers).
+        Photos (of the identification's case only) are attached only when listed here. The draft is
+        rendered again from the current settings first: when that changes its text, nothing is approved
+        (ConflictError) and the approver reads the new letter before approving again.
 
         Raises:
-            NotFoundError, PolicyError (approver drafted it), ConflictError (not a draft, or the
-            identification was withdrawn), InvalidInput (an image not of the case), PermissionDenied.
+            NotFoundError, PolicyError (approver drafted it), ConflictError (not a draft, the
+            identification was withdrawn, or the letter changed), InvalidInput (an image not of the
+            case), PermissionDenied, SettingsMissing (the organisation or mail settings are not set).
         """
         with self.ctx.transaction(actor, "notification.approve", [f"notification:{notification_id}"]) as session:
-            user = self.ctx.acting_user(session, actor, APPROVE_ROLES, "approving a notification")
+            roles = self.approver_roles(session)
+            user = self.ctx.acting_user(session, actor, roles, "approving a notification")
             note = queries.notification_by_id(session, notification_id, for_update=True)
             if note.status != "draft":
                 raise ConflictError(f"notification {note.id} is {note.status}, not a draft")
             if note.drafted_by_id == user.id:
-                raise PolicyError("a reviewer other than the drafter must approve a notification")
+                raise PolicyError(
+                    "whoever drafted a notification cannot approve it: another "
+                    f"{' or '.join(roles)} must (the reviewer who gives an identification's second "
+                    "confirmation drafts its notifications)"
+                )
+            self.drafter.check_settings(session)
+            if self.drafter.refresh(session, user, note):
+                raise ConflictError(
+                    f"notification {note.id} was rendered again from the current settings and its text changed: "
+                    "read the new letter, then approve it"
+                )
             ident = queries.identification_by_id(session, note.identification_id)
             if note.kind == "identification" and ident.status != "confirmed":
                 raise ConflictError(f"identification {ident.id} was withdrawn; this notification cannot be sent")
@@ -140,6 +160,31 @@ class NotificationService:
                 {"attachments": images, "photos_included": bool(images)},
             )
             return notification_view(note)
+
+    def approver_roles(self, session: Session) -> tuple[str, ...]:
+        """Return the roles that may approve a notification under the review policy now."""
+        return APPROVER_ROLES.get(self.ctx.settings_in(session).notification_approvers, APPROVE_ROLES)
+
+    def approval_blockers(self, actor: User, notification_id: int) -> dict[str, Any]:
+        """Return why ``actor`` could not approve this notification now, for the page that offers it:
+        ``{"settings_missing": message or None, "others_who_may_approve": [user names]}`` (the enabled
+        users, other than the drafter, whose roles the review policy allows). Any reader.
+
+        Raises:
+            NotFoundError, PermissionDenied.
+        """
+        with self.ctx.transaction(actor, "notification.view", [f"notification:{notification_id}"]) as session:
+            self.ctx.acting_user(session, actor, READ_ROLES, "reading a notification")
+            note = queries.notification_by_id(session, notification_id)
+            roles = self.approver_roles(session)
+            users = session.execute(select(User).where(User.id != note.drafted_by_id)).scalars()
+            others = sorted(u.username for u in users if not u.disabled and any(u.has_role(r) for r in roles))
+            missing = self.ctx.notification_blockers(session)
+            return {
+                "settings_missing": missing_message(missing) if missing else None,
+                "approver_roles": list(roles),
+                "others_who_may_approve": others,
+            }
 
     def cancel_notification(self, actor: User, notification_id: int, *, reason: str) -> dict[str, Any]:
         """Cancel a notification not yet sent (draft, approved or failed), with a reason; a new
@@ -198,6 +243,8 @@ class NotificationService:
         with self.ctx.transaction(actor, "notification.view", [f"notification:{notification_id}"]) as session:
             user = self.ctx.acting_user(session, actor, READ_ROLES, "reading a notification")
             note = queries.notification_by_id(session, notification_id)
+            # A draft is shown as it would be sent now: rendered from the current settings and records.
+            self.drafter.refresh(session, user, note)
             records = [f"notification:{note.id}", f"contact:{note.contact_id}"]
             self.ctx.audit(session, user, "notification.view", records)
             attempts = session.execute(

@@ -71,6 +71,9 @@ ACCESS: dict[tuple[str, str], str | set[str]] = {
     ("POST", "/admin/users"): {"admin"},
     ("GET", "/admin/users/{username}"): {"admin"},
     ("POST", "/admin/users/{username}"): {"admin"},
+    ("GET", "/admin/settings"): {"admin"},
+    ("POST", "/admin/settings"): {"admin"},
+    ("POST", "/admin/settings/smtp-test"): {"admin"},
     ("GET", "/media/images/{image_id}"): READERS,
     ("GET", "/media/faces/{face_id}"): READERS,
 }

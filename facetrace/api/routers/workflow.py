@@ -462,8 +462,11 @@ def show_notification(notification_id: int, actor: Reader, service: ServiceDep) 
 
 
 @router.post("/notifications/{notification_id}/approve", response_model=NotificationView)
-def approve_notification(notification_id: int, body: ApproveIn, actor: Approver, service: ServiceDep) -> Any:
-    """Approve a draft (a reviewer other than the drafter); photos only if listed."""
+def approve_notification(notification_id: int, body: ApproveIn, actor: Reviewer, service: ServiceDep) -> Any:
+    """Approve a draft (someone other than the drafter, with a role the review policy allows: reviewers, or
+    examiners and reviewers); photos only if listed. The draft is rendered again from the current settings
+    first: 409 when its text changed (read it again, then approve), 409 ``settings_missing`` while the
+    organisation or mail settings are not set."""
     return workflow_for(service, actor).notifications.approve_notification(
         actor.user, notification_id, include_images=body.include_images
     )

@@ -9,17 +9,26 @@ from fastapi.responses import Response
 
 from facetrace.errors import FacetraceError
 from facetrace.http.deps import ServiceDep
-from facetrace.http.roles import Approver, Reader, Sender
+from facetrace.http.roles import Approver, Reader, Reviewer, Sender
 from facetrace.usecases.actors import Actor
 from facetrace.usecases.records import workflow_for
 from facetrace.usecases.service import Service
 from facetrace.web import services
 from facetrace.web.deps import PAGE_SIZE, FormDep, page_offset, text, texts, view, web_router
 from facetrace.web.render import page, redirect
-from facetrace.workflow.common import APPROVE_ROLES, SEND_ROLES
+from facetrace.workflow.common import SEND_ROLES
 
 router = web_router()
 PROBLEM_STATUSES = ("failed", "refused", "unknown", "sending")
+# The notice after an approval, by the notification's status then: what really happened to the message.
+APPROVAL_NOTICES = {
+    "approved": "approved_queued",
+    "sent": "approved_sent",
+    "failed": "approved_failed",
+    "refused": "approved_refused",
+    "sending": "approved_unknown",
+    "unknown": "approved_unknown",
+}
 
 
 @router.get("/notifications")
@@ -58,6 +67,7 @@ def _notification_page(
     ident = wf.identifications.get_identification(actor.user, note["identification_id"])
     case_photos = wf.cases.get_case(actor.user, ident["case_id"])["photos"] if ident["case"] else []
     contact = services.contact(service.db, note["contact_id"])
+    blockers = wf.notifications.approval_blockers(actor.user, nid)
     user = actor.user
     view(
         service,
@@ -75,7 +85,8 @@ def _notification_page(
         contact=contact,
         case_photos=case_photos,
         own_draft=note["drafted_by_id"] == user.id,
-        can_approve=any(user.has_role(r) for r in APPROVE_ROLES),
+        can_approve=any(user.has_role(r) for r in blockers["approver_roles"]),
+        blockers=blockers,
         can_send=any(user.has_role(r) for r in SEND_ROLES),
         action_error=action_error,
     )
@@ -107,11 +118,12 @@ def approve(
     nid: int,
     request: Request,
     form: FormDep,
-    actor: Approver,
+    actor: Reviewer,
     service: ServiceDep,
 ) -> Response:
-    """Approve a draft (a reviewer other than the drafter), attaching only the photos ticked,
-    and hand it to the mail server at once."""
+    """Approve a draft (someone other than the drafter, with a role the review policy allows), attaching
+    only the photos ticked, and hand it to the mail server at once when the approver may send; the
+    notice then says what really happened (sent, queued, or failed and why)."""
     try:
         include = sorted({int(v) for v in texts(form, "include_images") if v})
     except ValueError:
@@ -119,12 +131,19 @@ def approve(
         return _notification_page(request, actor, service, nid, status=422, action_error="bad photo selection")
     wf = workflow_for(service, actor)
 
-    def act() -> None:
-        wf.notifications.approve_notification(actor.user, nid, include_images=include)
-        if any(actor.user.has_role(r) for r in SEND_ROLES):
-            wf.outbox.send_notifications(actor.user, notification_ids=[nid])
+    outcome = {"status": "approved"}
 
-    return _notification_action(request, actor, service, nid, act, "approved")
+    def act() -> None:
+        outcome["status"] = wf.notifications.approve_notification(actor.user, nid, include_images=include)["status"]
+        if any(actor.user.has_role(r) for r in SEND_ROLES):
+            run = wf.outbox.send_notifications(actor.user, notification_ids=[nid])
+            for result in run["results"]:
+                outcome["status"] = result["status"]
+
+    response = _notification_action(request, actor, service, nid, act, "approved")
+    if response.status_code != 303:
+        return response
+    return redirect(f"/notifications/{nid}", APPROVAL_NOTICES.get(outcome["status"], "approved_unknown"))
 
 
 @router.post("/notifications/{nid}/send")

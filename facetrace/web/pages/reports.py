@@ -16,7 +16,7 @@ from facetrace.usecases.actors import Actor
 from facetrace.usecases.records import REPORT, workflow_for
 from facetrace.usecases.service import Service
 from facetrace.web import services
-from facetrace.web.deps import LANGUAGES, FormDep, quote_ref, text, texts, view, web_router
+from facetrace.web.deps import LANGUAGES, FormDep, offered_languages, quote_ref, text, texts, view, web_router
 from facetrace.web.pages.records import RecordPages, install
 from facetrace.web.photos import record_page_context
 from facetrace.web.render import page, redirect
@@ -82,7 +82,7 @@ def show_page(
         error=error,
         problems=problems or [],
         contact_error=contact_error,
-        languages=LANGUAGES,
+        languages=offered_languages(service),
         **context,
     )
 
