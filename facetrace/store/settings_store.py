@@ -101,11 +101,6 @@ def parse_value(key: str, value: Any) -> Any:
         raise ValueError(reason) from None
 
 
-def default_value(key: str) -> Any:
-    """Return the built-in default of ``key``."""
-    return Settings.model_fields[key].get_default(call_default_factory=True)
-
-
 def saved_values(session: Session) -> dict[str, Any]:
     """Return the saved editable settings (key -> value); a stored value that no longer parses is left out."""
     out: dict[str, Any] = {}
