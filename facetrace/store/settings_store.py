@@ -93,9 +93,10 @@ def parse_value(key: str, value: Any) -> Any:
     Raises:
         ValueError: ``value`` does not fit that type (the message says why).
     """
-    field = Settings.model_fields[key]
+    annotation = Settings.model_fields[key].annotation
+    assert annotation is not None  # every field of Settings is annotated
     try:
-        return TypeAdapter(field.annotation).validate_python(value)
+        return TypeAdapter(annotation).validate_python(value)
     except ValidationError as exc:
         reason = exc.errors()[0].get("msg", "invalid value") if exc.errors() else "invalid value"
         raise ValueError(reason) from None

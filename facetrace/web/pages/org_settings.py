@@ -28,8 +28,14 @@ APPROVER_LABELS = {
 
 
 def shown(value: Any) -> str:
-    """Return a setting's value as a form field shows it ("" for none)."""
+    """Return a setting's value as text ("" for none)."""
     return "" if value is None else str(value)
+
+
+def form_value(item: dict[str, Any]) -> str:
+    """Return what a setting's field holds: its value, or "" while the default applies (the default is
+    the field's placeholder), so that typing the default's own value saves it."""
+    return "" if item["origin"] == "default" else shown(item["value"])
 
 
 def _settings_page(
@@ -44,7 +50,8 @@ def _settings_page(
     test_to: str = "",
 ) -> Response:
     view = org_settings.settings_view(service)
-    values = {i["key"]: shown(i["value"]) for i in view["items"]}
+    values = {i["key"]: form_value(i) for i in view["items"]}
+    defaults = {i["key"]: shown(i["value"]) for i in view["items"] if i["origin"] == "default"}
     values.update(entered or {})
     return page(
         request,
@@ -54,6 +61,7 @@ def _settings_page(
         title="Settings",
         view=view,
         values=values,
+        defaults=defaults,
         choices=CHOICES,
         approver_labels=APPROVER_LABELS,
         error=error,
@@ -93,7 +101,7 @@ def save_settings(request: Request, form: FormDep, actor: Admin, service: Servic
             continue
         value = text(form, key)
         entered[key] = value
-        if value != shown(item["value"]):
+        if value != form_value(item):
             changes[key] = value or None
     try:
         org_settings.update_settings(service, actor, SettingsPatch(**changes))
