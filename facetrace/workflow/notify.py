@@ -124,8 +124,8 @@ class NotificationService:
                 raise ConflictError(f"notification {note.id} is {note.status}, not a draft")
             if note.drafted_by_id == user.id:
                 raise PolicyError(
-                    "whoever drafted a notification cannot approve it: another "
-                    f"{' or '.join(roles)} must (the reviewer who gives an identification's second "
+                    f"a {' or '.join(roles)} other than the drafter must approve a notification; whoever "
+                    "drafted it cannot approve it (the reviewer who gives an identification's second "
                     "confirmation drafts its notifications)"
                 )
             self.drafter.check_settings(session)

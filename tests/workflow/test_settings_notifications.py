@@ -130,7 +130,7 @@ def test_a_team_with_one_reviewer_is_told_why_it_cannot_approve(
     (nid,) = identify(wf, users, make_world(wf, users))["notifications"]["drafted"]
     blockers = wf.notifications.approval_blockers(users["petro"], nid)
     assert blockers == {"settings_missing": None, "approver_roles": ["reviewer"], "others_who_may_approve": []}
-    with pytest.raises(PolicyError, match="whoever drafted a notification cannot approve it"):
+    with pytest.raises(PolicyError, match="whoever drafted it cannot approve it"):
         wf.notifications.approve_notification(users["petro"], nid)
 
     save(wf, notification_approvers="examiner_or_reviewer")  # the review policy lets examiners approve
