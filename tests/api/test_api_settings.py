@@ -16,6 +16,8 @@ from apitest import Api, start_api
 from sqlalchemy import text
 
 from facetrace.crypto import generate_key, write_key_file
+from facetrace.store.crypto import attach_keyring
+from facetrace.store.rotation import rotate
 
 P = "/api/v1"
 PASSWORD = "s3cret-smtp-Pa55word"
@@ -149,7 +151,7 @@ def test_values_set_by_the_environment_are_read_only(env_api: Api) -> None:
     assert page.status_code == 200 and "set by the environment (FACETRACE_SMTP_HOST)" in page.text
 
 
-def test_the_smtp_password_is_never_shown_and_stored_encrypted(key_api: Api) -> None:
+def test_the_smtp_password_is_never_shown_and_stored_encrypted(key_api: Api, tmp_path: Path) -> None:
     admin = key_api.as_("admin")
     saved = key_api.client.patch(
         f"{P}/settings", json={"smtp_user": "notify", "smtp_password": PASSWORD}, headers=admin
@@ -166,6 +168,17 @@ def test_the_smtp_password_is_never_shown_and_stored_encrypted(key_api: Api) -> 
     with key_api.service.db.engine.connect() as conn:
         stored = [str(v) for (v,) in conn.execute(text("SELECT value FROM settings"))]
     assert len(stored) == 2 and all(v.startswith("fte1:") and PASSWORD not in v for v in stored)
+
+    # Key rotation re-seals the saved settings with the rest; they still read back.
+    settings, db = key_api.service.settings, key_api.service.db
+    write_key_file(tmp_path / "keys" / "new.key", generate_key())
+    newer = settings.model_copy(update={"key_file": tmp_path / "keys" / "new.key"})
+    outcome = rotate(
+        db, newer.keyring.plus(db.keyring), media_dir=settings.media_dir, index_dir=settings.index_dir, actor="test"
+    )
+    assert outcome.columns["settings.value"]["resealed"] == 2
+    attach_keyring(db.engine, newer.keyring)
+    assert items(key_api.client.get(f"{P}/settings", headers=admin).json())["smtp_user"]["value"] == "notify"
 
 
 def test_the_test_message_arrives_or_its_failure_is_told(api: Api, inbox: tuple[Inbox, int]) -> None:
