@@ -696,6 +696,7 @@ class NotificationSummary(BaseModel):
     outcome: str | None
     last_error: str | None
     flag: str | None
+    edited_at: str | None = Field(description="When its drafter edited the text by hand (null: as rendered).")
 
 
 class NotificationView(NotificationSummary):

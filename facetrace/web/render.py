@@ -72,6 +72,7 @@ NOTICES = {
     "settings_saved": "The settings are saved; they apply from now on.",
     "smtp_test_sent": "The test message was accepted by the mail server.",
     "cancelled": "The notification is cancelled.",
+    "edited": "Your changes to the draft are saved; the approver sees what you changed.",
     "sent": "The outbox ran; see the delivery status below.",
     "resolved": "The notification is resolved.",
     "user_created": "The user account is created.",

@@ -342,6 +342,7 @@ def notification_view(n: Notification, *, with_body: bool = True) -> dict[str, A
         "outcome": n.outcome,
         "last_error": n.last_error,
         "flag": n.flag,
+        "edited_at": iso(n.edited_at),
     }
     if with_body:
         out["body"] = n.body

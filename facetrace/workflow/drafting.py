@@ -21,7 +21,7 @@ from facetrace.store.workflow_models import Case, Contact, Evidence, Identificat
 from facetrace.workflow import queries
 from facetrace.workflow.common import as_utc
 from facetrace.workflow.context import WorkflowContext
-from facetrace.workflow.templates import TemplateRenderer
+from facetrace.workflow.templates import Rendered, TemplateRenderer
 
 CANCELLABLE = ("draft", "approved", "failed")
 DELIVERED_OR_MAYBE = ("sending", "sent", "unknown")  # a correction is owed to these
@@ -152,23 +152,35 @@ class Drafter:
         )
         return note
 
-    def refresh(self, session: Session, user: User, note: Notification) -> bool:
-        """Render a draft again from the settings and records as they are now, so that the approver reads
-        the letter that will be sent (a draft made before the organisation's settings changed never goes
-        out with the old text). Returns whether the text changed; a change is audited.
+    def render_now(self, session: Session, note: Notification) -> Rendered | None:
+        """Return the letter of ``note`` rendered from the settings and records as they are now (None when
+        its identification or contact is gone).
 
         Raises:
             ConfigError: a template is missing or broken.
         """
-        if note.status != "draft":
-            return False
         ident = session.get(Identification, note.identification_id)
         contact = session.get(Contact, note.contact_id)
         if ident is None or contact is None:
-            return False
+            return None
         corrects = session.get(Notification, note.corrects_id) if note.corrects_id is not None else None
         context = self._template_context(session, ident, contact, corrects, self.ctx.settings_in(session))
-        rendered = self.renderer.render(note.kind, contact.language, context)
+        return self.renderer.render(note.kind, contact.language, context)
+
+    def refresh(self, session: Session, user: User, note: Notification) -> bool:
+        """Render a draft again from the settings and records as they are now, so that the approver reads
+        the letter that will be sent (a draft made before the organisation's settings changed never goes
+        out with the old text). A draft its drafter edited is left as written. Returns whether the text
+        changed; a change is audited.
+
+        Raises:
+            ConfigError: a template is missing or broken.
+        """
+        if note.status != "draft" or note.edited_at is not None:
+            return False  # a text its drafter edited stays as written: the page shows how it differs
+        rendered = self.render_now(session, note)
+        if rendered is None:
+            return False
         if (rendered.subject, rendered.text, rendered.html) == (note.subject, note.body, note.body_html):
             return False
         note.subject, note.body, note.body_html = rendered.subject, rendered.text, rendered.html
@@ -178,7 +190,7 @@ class Drafter:
             session,
             user,
             "notification.rerender",
-            [f"notification:{note.id}", f"identification:{ident.id}"],
+            [f"notification:{note.id}", f"identification:{note.identification_id}"],
             {"reason": "rendered again from the current settings and records"},
         )
         return True

@@ -8,6 +8,7 @@ names them, and only photos of the identification's case can be named.
 
 from __future__ import annotations
 
+import difflib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -185,6 +186,61 @@ class NotificationService:
                 "approver_roles": list(roles),
                 "others_who_may_approve": others,
             }
+
+    def edit_draft(
+        self, actor: User, notification_id: int, *, subject: str | None = None, body: str | None = None
+    ) -> dict[str, Any]:
+        """Change a draft's subject or plain text before approval (None leaves it). Only its drafter may;
+        the HTML alternative is dropped (it carried the old text), the draft is marked edited (the
+        approver is shown how it differs from the letter as rendered) and it is no longer rendered again.
+        Audited as ``notification.edit`` with the fields changed. Role: examiner or reviewer.
+
+        Raises:
+            NotFoundError, InvalidInput (empty or too long), ConflictError (not a draft),
+            PolicyError (not its drafter), PermissionDenied.
+        """
+        with self.ctx.transaction(actor, "notification.edit", [f"notification:{notification_id}"]) as session:
+            user = self.ctx.acting_user(session, actor, REVIEW_ROLES, "editing a notification")
+            note = queries.notification_by_id(session, notification_id, for_update=True)
+            if note.status != "draft":
+                raise ConflictError(f"notification {note.id} is {note.status}; only a draft can be edited")
+            if note.drafted_by_id != user.id:
+                raise PolicyError("only the drafter of a notification may edit it, before its approval")
+            new_subject = note.subject
+            if subject is not None:
+                new_subject = " ".join(required_text(subject, "subject", max_len=500).split())
+            new_body = required_text(body, "body", max_len=50_000) + "\n" if body is not None else note.body
+            changed = [f for f, old, new in (("subject", note.subject, new_subject), ("body", note.body, new_body))
+                       if old != new]  # fmt: skip
+            if changed:
+                note.subject, note.body, note.body_html = new_subject, new_body, None
+                note.edited_at = datetime.now(UTC)
+                self.ctx.audit(
+                    session,
+                    user,
+                    "notification.edit",
+                    [f"notification:{note.id}", f"identification:{note.identification_id}"],
+                    {"changed": changed},
+                )
+            return notification_view(note)
+
+    def changes_from_rendered(self, actor: User, notification_id: int) -> list[str]:
+        """Return how an edited draft differs from its letter rendered now (unified diff lines: ``-``
+        rendered, ``+`` as edited); empty for a notification not edited. Any reader.
+
+        Raises:
+            NotFoundError, PermissionDenied, ConfigError (a broken template).
+        """
+        with self.ctx.transaction(actor, "notification.view", [f"notification:{notification_id}"]) as session:
+            self.ctx.acting_user(session, actor, READ_ROLES, "reading a notification")
+            note = queries.notification_by_id(session, notification_id)
+            rendered = self.drafter.render_now(session, note) if note.edited_at is not None else None
+            if rendered is None:
+                return []
+            before = [f"Subject: {rendered.subject}", "", *rendered.text.splitlines()]
+            after = [f"Subject: {note.subject}", "", *note.body.splitlines()]
+            diff = difflib.unified_diff(before, after, "as rendered from the settings", "as edited", lineterm="", n=1)
+            return list(diff)
 
     def cancel_notification(self, actor: User, notification_id: int, *, reason: str) -> dict[str, Any]:
         """Cancel a notification not yet sent (draft, approved or failed), with a reason; a new

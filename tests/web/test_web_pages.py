@@ -56,6 +56,7 @@ ACCESS: dict[tuple[str, str], str | set[str]] = {
     ("POST", "/identifications/{ident_id}/draft"): {"examiner", "reviewer"},
     ("GET", "/notifications"): READERS,
     ("GET", "/notifications/{nid}"): READERS,
+    ("POST", "/notifications/{nid}/edit"): {"examiner", "reviewer"},
     ("POST", "/notifications/{nid}/approve"): {"reviewer"},
     ("POST", "/notifications/{nid}/send"): {"reviewer", "admin"},
     ("POST", "/notifications/{nid}/cancel"): {"reviewer"},

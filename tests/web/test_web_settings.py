@@ -4,6 +4,7 @@ applies), with a real SMTP server on loopback."""
 
 from __future__ import annotations
 
+import html
 import re
 import subprocess
 from collections.abc import Callable, Iterator
@@ -158,9 +159,23 @@ def test_the_approval_notice_tells_a_failed_delivery_as_failed(web_app: FastAPI,
     own = petro.get(f"/notifications/{nid}")
     assert "a different reviewer must approve it (who may: maria)" in own.text
 
+    # The drafter edits the letter: a bad edit keeps what was typed, with the error at the top.
+    petro, petro_csrf = signed_in(web_app, "petro")
+    added = "We are very sorry for your loss."
+    refused = petro.post(f"/notifications/{nid}/edit", data={"csrf_token": petro_csrf, "subject": "", "body": added})
+    assert refused.status_code == 422 and "subject is required" in refused.text and added in refused.text
+    assert refused.text.index("subject is required") < refused.text.index('id="mail-body"')
+    body = own.text.split('id="mail-body">', 1)[1].split("</pre>", 1)[0]
+    subject = re.search(r'id="mail-subject">([^<]*)<', own.text)
+    assert subject
+    form = {"csrf_token": petro_csrf, "subject": html.unescape(subject.group(1)), "body": html.unescape(body) + added}
+    saved = petro.post(f"/notifications/{nid}/edit", data=form, follow_redirects=False)
+    assert saved.status_code == 303 and "msg=edited" in saved.headers["location"]
+
     maria, csrf = signed_in(web_app, "maria")
     letter = maria.get(f"/notifications/{nid}")
     assert "Tracing Service Kyiv" in letter.text and "facetrace@localhost" not in letter.text
+    assert 'id="edited-note"' in letter.text and f"+{added}" in letter.text
     done = maria.post(f"/notifications/{nid}/approve", data={"csrf_token": csrf}, follow_redirects=False)
     assert done.status_code == 303 and "msg=approved_failed" in done.headers["location"], done.text[-1500:]
     banner = maria.get(done.headers["location"])

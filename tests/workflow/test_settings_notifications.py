@@ -136,3 +136,37 @@ def test_a_team_with_one_reviewer_is_told_why_it_cannot_approve(
     save(wf, notification_approvers="examiner_or_reviewer")  # the review policy lets examiners approve
     assert wf.notifications.approval_blockers(users["petro"], nid)["others_who_may_approve"] == ["olena"]
     assert wf.notifications.approve_notification(users["olena"], nid)["status"] == "approved"
+
+
+def test_the_drafter_may_edit_a_draft_and_the_approver_sees_the_changes(
+    wf: Workflow, users: dict[str, User], smtp: Inbox
+) -> None:
+    save(wf, **mail_settings(smtp))
+    (nid,) = identify(wf, users, make_world(wf, users))["notifications"]["drafted"]
+    drafted = wf.notifications.get_notification(users["petro"], nid)
+    assert drafted["edited_at"] is None and wf.notifications.changes_from_rendered(users["maria"], nid) == []
+    with pytest.raises(PolicyError, match="only the drafter"):
+        wf.notifications.edit_draft(users["maria"], nid, body="Not mine to change")
+    added = "We are very sorry for your loss."
+    edited = wf.notifications.edit_draft(users["petro"], nid, body=drafted["body"] + "\n" + added)
+    assert edited["edited_at"] and added in edited["body"] and edited["body_html"] is None
+    assert f"+{added}" in wf.notifications.changes_from_rendered(users["maria"], nid)
+
+    # A later change of the settings does not overwrite the edited text: the approver is shown the difference.
+    save(wf, organisation_name="Tracing Service Odesa")
+    shown = wf.notifications.get_notification(users["maria"], nid)
+    assert "Tracing Service Lviv" in shown["body"]
+    changes = wf.notifications.changes_from_rendered(users["maria"], nid)
+    assert any(line.startswith("-") and "Tracing Service Odesa" in line for line in changes), changes
+
+    wf.notifications.approve_notification(users["maria"], nid)
+    assert wf.outbox.send_notifications(users["maria"])["sent"] == 1
+    (message,) = smtp.messages
+    assert added in message.get_body(preferencelist=("plain",)).get_content()
+    with pytest.raises(ConflictError, match="only a draft"):
+        wf.notifications.edit_draft(users["petro"], nid, subject="Too late")
+    with wf.db.sessions() as session:
+        events, _ = list_events(session, action="notification.edit", outcome="ok")
+        denied, _ = list_events(session, action="notification.edit", outcome="denied")
+    assert [e.detail["changed"] for e in events] == [["body"]] and events[0].actor == "petro"
+    assert {e.actor for e in denied} == {"maria"}

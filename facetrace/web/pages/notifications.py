@@ -60,7 +60,14 @@ def notifications(request: Request, actor: Reader, service: ServiceDep) -> Respo
 
 
 def _notification_page(
-    request: Request, actor: Actor, service: Service, nid: int, *, status: int = 200, action_error: str = ""
+    request: Request,
+    actor: Actor,
+    service: Service,
+    nid: int,
+    *,
+    status: int = 200,
+    action_error: str = "",
+    edit: dict[str, str] | None = None,
 ) -> Response:
     wf = workflow_for(service, actor)
     note = wf.notifications.get_notification(actor.user, nid)
@@ -68,6 +75,7 @@ def _notification_page(
     case_photos = wf.cases.get_case(actor.user, ident["case_id"])["photos"] if ident["case"] else []
     contact = services.contact(service.db, note["contact_id"])
     blockers = wf.notifications.approval_blockers(actor.user, nid)
+    changes = wf.notifications.changes_from_rendered(actor.user, nid)
     user = actor.user
     view(
         service,
@@ -87,6 +95,8 @@ def _notification_page(
         own_draft=note["drafted_by_id"] == user.id,
         can_approve=any(user.has_role(r) for r in blockers["approver_roles"]),
         blockers=blockers,
+        changes=changes,
+        edit=edit or {"subject": note["subject"], "body": note["body"]},
         can_send=any(user.has_role(r) for r in SEND_ROLES),
         action_error=action_error,
     )
@@ -144,6 +154,27 @@ def approve(
     if response.status_code != 303:
         return response
     return redirect(f"/notifications/{nid}", APPROVAL_NOTICES.get(outcome["status"], "approved_unknown"))
+
+
+@router.post("/notifications/{nid}/edit")
+def edit(
+    nid: int,
+    request: Request,
+    form: FormDep,
+    actor: Reviewer,
+    service: ServiceDep,
+) -> Response:
+    """Edit a draft's subject and text before approval (its drafter only); the approver sees the changes."""
+    typed = {"subject": text(form, "subject"), "body": str(form.get("body") or "")}
+    try:
+        workflow_for(service, actor).notifications.edit_draft(
+            actor.user, nid, subject=typed["subject"], body=typed["body"]
+        )
+    except FacetraceError as exc:
+        if exc.status == 404 or (exc.status == 403 and exc.code != "policy"):
+            raise
+        return _notification_page(request, actor, service, nid, status=exc.status, action_error=exc.message, edit=typed)
+    return redirect(f"/notifications/{nid}", "edited")
 
 
 @router.post("/notifications/{nid}/send")

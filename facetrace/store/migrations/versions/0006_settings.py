@@ -1,8 +1,10 @@
-"""settings saved in the product: organisation, SMTP, notification languages, review policy
+"""settings saved in the product (organisation, SMTP, notification languages, review policy); edited drafts
 
 One row per saved setting (``facetrace.store.settings_store``): its key and its value as JSON text,
 sealed like the other encrypted columns when a key is set (so the SMTP password is never stored in
 the clear then). A deployment's ``FACETRACE_*`` variables still win over a saved value.
+
+``notifications.edited_at``: when the drafter edited a draft's text by hand (NULL: as rendered).
 
 Revision ID: 0006_settings
 Revises: 0005
@@ -31,7 +33,10 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("key"),
     )
+    op.add_column("notifications", sa.Column("edited_at", sa.DateTime(timezone=True), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("notifications") as batch:
+        batch.drop_column("edited_at")
     op.drop_table("settings")
