@@ -214,3 +214,19 @@ def test_checklist_and_settings_are_for_admins_only(web_app: FastAPI) -> None:
     client, _ = signed_in(web_app, "petro")
     assert 'id="readiness"' not in client.get("/").text
     assert client.get("/admin/settings").status_code == 403
+
+
+def test_the_languages_offered_for_contacts_follow_the_setting(web_app: FastAPI) -> None:
+    root, csrf = signed_in(web_app, "root")
+    saved = root.post("/admin/settings", data={"csrf_token": csrf, "notification_languages": "uk, pl"})
+    assert saved.status_code == 200 and "The settings are saved" in saved.text
+    wf = Workflow(web_app.state.service.gallery, source="test")
+    with web_app.state.service.db.sessions() as session:
+        ivan = get_user(session, "ivan")
+    report = wf.reports.create_report(
+        ivan, name="Taras Melnyk", reported_by="his son", source="form", legal_basis="consent", consent=True
+    )
+    intake, _ = signed_in(web_app, "ivan")
+    shown = intake.get(f"/reports/{report['report']['reference']}")
+    options = re.findall(r'<option value="([a-z-]+)">', shown.text.split('id="c_language"', 1)[1].split("</select>")[0])
+    assert options == ["uk", "pl"]
