@@ -93,6 +93,12 @@ class Settings(BaseSettings):
     smtp_sender: str = "facetrace@localhost"
     organisation_name: str = "Identification team"
     organisation_contact: str = "facetrace@localhost"
+    organisation_address: str = ""  # an address line for letters (optional)
+    notification_languages: str = "en,uk,ru"  # offered for contacts (codes, comma-separated)
+    # Who may approve a notification (never its drafter): reviewers, or examiners and reviewers.
+    notification_approvers: Literal["reviewer", "examiner_or_reviewer"] = "reviewer"
+    # The settings above from smtp_host on, the review FPIRs and min_evidence_items can also be saved by an
+    # admin in the product (facetrace.store.settings_store); a variable set here wins over a saved value.
 
     @cached_property
     def db_url(self) -> str:

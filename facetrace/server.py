@@ -28,6 +28,7 @@ from facetrace.api.routers import (
     auth,
     exports,
     jobs,
+    org_settings,
     persons,
     search,
     search_history,
@@ -49,7 +50,20 @@ from facetrace.web import router as web_router
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v1"
-API_ROUTERS = (system, auth, users, persons, search, video, jobs, audit, workflow, exports, search_history)
+API_ROUTERS = (
+    system,
+    auth,
+    users,
+    org_settings,
+    persons,
+    search,
+    video,
+    jobs,
+    audit,
+    workflow,
+    exports,
+    search_history,
+)
 IMPORT_PATH = f"{API_PREFIX}/jobs/import"
 VIDEO_PATH = f"{API_PREFIX}/search/video"
 MULTIPART_MARGIN = 1024 * 1024  # form fields and multipart boundaries around the files

@@ -758,6 +758,7 @@ class NotificationSummary(BaseModel):
     outcome: str | None
     last_error: str | None
     flag: str | None
+    edited_at: str | None = Field(description="When its drafter edited the text by hand (null: as rendered).")
 
 
 class NotificationView(NotificationSummary):
@@ -817,6 +818,59 @@ class OutboxRun(BaseModel):
     failed: int
     refused: int
     unknown: int
+
+
+# -- settings (admins) ---------------------------------------------------------------------------
+SettingOrigin = Literal["environment", "saved", "default"]
+
+
+class SettingItem(BaseModel):
+    """One editable setting. ``value`` is null for the SMTP password (never shown; ``is_set`` says
+    whether one is); ``read_only`` when the deployment's environment sets it (``env_var``)."""
+
+    key: str
+    section: str
+    label: str
+    value: str | int | float | None
+    is_set: bool
+    secret: bool
+    origin: SettingOrigin
+    read_only: bool
+    env_var: str
+
+
+class SettingsSection(BaseModel):
+    key: str
+    title: str
+
+
+class SmtpTestRecord(BaseModel):
+    """The last test message: when, whether the server accepted it, and its reply."""
+
+    at: str
+    ok: bool
+    outcome: str
+    smtp_code: int | None
+    detail: str
+    fingerprint: str
+
+
+class SettingsView(BaseModel):
+    items: list[SettingItem]
+    sections: list[SettingsSection]
+    notifications_ready: bool = Field(description="Whether the organisation and mail settings are set.")
+    missing_for_notifications: list[str]
+    missing_message: str | None
+    smtp_test: SmtpTestRecord | None
+    smtp_tested: bool = Field(description="Whether a test message went out with the mail settings in force now.")
+    encrypted_at_rest: bool
+
+
+class SmtpTestResult(BaseModel):
+    outcome: Literal["sent"]
+    to: str
+    smtp_code: int | None
+    detail: str
 
 
 # -- non-JSON bodies -----------------------------------------------------------------------------

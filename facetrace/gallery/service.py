@@ -33,6 +33,7 @@ from facetrace.gallery.results import Comparison, FaceResult, Probe, SearchPolic
 from facetrace.gallery.scoring import CohortScorer
 from facetrace.gallery.sources import EnrollItem
 from facetrace.index.base import VectorIndex
+from facetrace.store import settings_store
 from facetrace.store.db import Database
 from facetrace.store.media import MediaStore
 from facetrace.store.models import Face, Image, Person
@@ -265,7 +266,8 @@ class Gallery:
             self.calibration,
             persons=self.keeper.person_count(),
             model_id=self.model_id,
-            target_fpir=self.settings.policy_fpir,
+            # An admin may save another match FPIR (facetrace.store.settings_store): read it for each search.
+            target_fpir=settings_store.effective(self.db, self.settings).policy_fpir,
             calibrated=self.calibrated,
             min_quality=self.settings.min_quality,
         )

@@ -41,6 +41,7 @@ from facetrace.gallery import Gallery
 from facetrace.gallery.calibration import Calibration
 from facetrace.index.backends import IndexCorrupt, load_faiss_file, open_vector_index
 from facetrace.index.checks import holds_exact_codes, templates_intact
+from facetrace.store import settings_store
 from facetrace.store.accounts import AuditEvent
 from facetrace.store.audit import append_event
 from facetrace.store.db import Database, alembic_config
@@ -650,9 +651,19 @@ def check_outbox(ctx: _Context) -> CheckResult:
 
 
 # -- SMTP -------------------------------------------------------------------------------------------
-def _smtp_configured(ctx: _Context) -> bool:
+def _mail_settings(ctx: _Context) -> tuple[Settings, bool]:
+    """Return the settings in force (with what an admin saved) and whether an admin saved a mail server."""
+    try:
+        with ctx.gallery.db.sessions() as session:
+            saved = settings_store.saved_values(session)
+    except Exception:  # an older schema without the settings table: the environment's settings
+        return ctx.settings, False
+    return settings_store.merge(ctx.settings, saved), bool({"smtp_host", "smtp_port"} & set(saved))
+
+
+def _smtp_configured(ctx: _Context, saved_server: bool) -> bool:
     """Whether an SMTP server is configured, or notifications exist that will need the default one."""
-    if {"smtp_host", "smtp_port"} & ctx.settings.model_fields_set:
+    if saved_server or {"smtp_host", "smtp_port"} & ctx.settings.model_fields_set:
         return True
     try:
         with ctx.gallery.db.sessions() as session:
@@ -662,11 +673,12 @@ def _smtp_configured(ctx: _Context) -> bool:
 
 
 def check_smtp(ctx: _Context) -> CheckResult:
-    """Connect to the configured SMTP server and greet it (EHLO, STARTTLS if configured); nothing is sent."""
-    s = ctx.settings
+    """Connect to the configured SMTP server (the environment's, or the one an admin saved) and greet it
+    (EHLO, STARTTLS if configured); nothing is sent."""
+    s, saved_server = _mail_settings(ctx)
     where = f"{s.smtp_host}:{s.smtp_port}"
     detail: dict[str, Any] = {"server": where, "tls": s.smtp_tls}
-    if not _smtp_configured(ctx):
+    if not _smtp_configured(ctx, saved_server):
         message = "no SMTP server configured (FACETRACE_SMTP_HOST) and no notifications"
         return CheckResult("smtp", "skip", message, detail)
     timeout = min(ctx.options.smtp_timeout, s.smtp_timeout)

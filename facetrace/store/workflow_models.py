@@ -319,6 +319,8 @@ class Notification(Base):
     outcome: Mapped[str | None] = mapped_column(String(20), nullable=True)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     flag: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # When its drafter (the only one who may) edited the text by hand before approval; None: as rendered.
+    edited_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
 

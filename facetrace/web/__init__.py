@@ -26,6 +26,7 @@ from facetrace.web.pages import (
     leads,
     media,
     notifications,
+    org_settings,
     reports,
     search,
     search_history,
@@ -51,6 +52,7 @@ PAGE_MODULES = (
     audit,
     exports,
     users,
+    org_settings,
     media,
 )
 router = APIRouter()

@@ -9,6 +9,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Request, UploadFile
 from starlette.datastructures import FormData
 
+from facetrace.store import settings_store
 from facetrace.usecases.actors import Actor
 from facetrace.usecases.service import Service
 from facetrace.web import services
@@ -16,6 +17,7 @@ from facetrace.web.render import WebRoute
 
 PAGE_SIZE = 50
 LANGUAGES = [("en", "English"), ("uk", "Ukrainian"), ("ru", "Russian")]
+LANGUAGE_NAMES = {"en": "English", "uk": "Ukrainian", "ru": "Russian", "pl": "Polish", "de": "German", "fr": "French"}
 NO_STORE = {"Cache-Control": "no-store"}
 
 
@@ -66,6 +68,12 @@ def page_offset(request: Request) -> int:
 def quote_ref(reference: str) -> str:
     """Return a record reference quoted for a path segment."""
     return quote(reference, safe="")
+
+
+def offered_languages(service: Service) -> list[tuple[str, str]]:
+    """Return the languages offered for a contact (code, name): the ``notification_languages`` setting in force."""
+    codes = settings_store.effective(service.db, service.settings).notification_languages.split(",")
+    return [(c.strip(), LANGUAGE_NAMES.get(c.strip(), c.strip())) for c in codes if c.strip()] or LANGUAGES
 
 
 def view(service: Service, actor: Actor, action: str, records: list[str], **detail: Any) -> None:

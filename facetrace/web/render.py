@@ -42,6 +42,10 @@ STATIC_DIR = Path(str(resources.files("facetrace.web") / "static"))
 CSP = PAGE_CSP
 SECURITY_HEADERS = PAGE_HEADERS
 # Messages shown after a redirect, by key: the query string names one, never carries text.
+# Notices in WARNING_NOTICES report that something did not go as asked, and are shown as warnings.
+WARNING_NOTICES = frozenset(
+    {"approved_failed", "approved_refused", "approved_unknown", "identification_confirmed_not_drafted"}
+)
 NOTICES = {
     "signed_out": "You are signed out.",
     "report_created": "The report is registered and was matched against the open cases.",
@@ -59,11 +63,25 @@ NOTICES = {
     "review_recorded": "Your review is recorded.",
     "identification_confirmed": "Two examiners confirmed: the identification is established and "
     "notifications to the family contacts were drafted for approval.",
+    "identification_confirmed_not_drafted": "Two examiners confirmed: the identification is established, but "
+    "notifications could NOT be drafted (see the notifications below: usually the organisation or mail settings "
+    "are missing; an admin sets them under Settings). Draft them once that is fixed.",
     "evidence_added": "The evidence is recorded.",
     "withdrawn": "The identification is withdrawn; corrections were drafted for everyone notified.",
     "drafted": "The notification is drafted; a second reviewer must approve it.",
-    "approved": "The notification is approved and was handed to the mail server.",
+    "approved": "The notification is approved.",
+    "approved_sent": "The notification is approved and sent: the mail server accepted it.",
+    "approved_queued": "The notification is approved and waits in the outbox: a reviewer or an admin sends it.",
+    "approved_failed": "The notification is approved, but it was NOT sent: the mail server could not be reached "
+    "or refused it for now (the error is under Status). Check the mail settings, then press Send now.",
+    "approved_refused": "The notification is approved, but the mail server REFUSED it (the reason is under "
+    "Status): it will not be retried. Resolve or cancel it.",
+    "approved_unknown": "The notification is approved, but whether it was delivered is unknown (the connection "
+    "broke): check the mail server's log for its Message-ID before resolving it.",
+    "settings_saved": "The settings are saved; they apply from now on.",
+    "smtp_test_sent": "The test message was accepted by the mail server.",
     "cancelled": "The notification is cancelled.",
+    "edited": "Your changes to the draft are saved; the approver sees what you changed.",
     "sent": "The outbox ran; see the delivery status below.",
     "resolved": "The notification is resolved.",
     "user_created": "The user account is created.",
@@ -137,6 +155,7 @@ def nav_items(actor: Actor | None) -> list[tuple[str, str]]:
         items.append(("/audit", "Audit trail"))
     if user.has_role("admin"):
         items.append(("/admin/users", "Users"))
+        items.append(("/admin/settings", "Settings"))
     return items
 
 
@@ -152,6 +171,7 @@ def page(
         csrf_token=actor.session.csrf_token if actor and actor.session else "",
         nav=nav_items(actor),
         notice=NOTICES.get(notice_key, ""),
+        notice_is_warning=notice_key in WARNING_NOTICES,
         can_review=can_review(actor.user) if actor else False,
         can_read=can_read(actor.user) if actor else False,
         title=title,

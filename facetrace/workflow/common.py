@@ -31,6 +31,8 @@ SECOND_CONFIRM_ROLE = "reviewer"  # the confirmation that establishes an identif
 MERGE_ROLES = ("examiner", "reviewer")
 WITHDRAW_ROLES = ("reviewer",)
 APPROVE_ROLES = ("reviewer",)
+# Who may approve a notification, by the review policy setting ``notification_approvers`` (never its drafter).
+APPROVER_ROLES = {"reviewer": APPROVE_ROLES, "examiner_or_reviewer": ("examiner", "reviewer")}
 SEND_ROLES = ("reviewer", "admin")  # the outbox run and resolving deliveries of unknown outcome
 ERASE_ROLES = ("intake", "examiner", "admin")  # erase a report or a case (irreversible; audited)
 
@@ -340,6 +342,7 @@ def notification_view(n: Notification, *, with_body: bool = True) -> dict[str, A
         "outcome": n.outcome,
         "last_error": n.last_error,
         "flag": n.flag,
+        "edited_at": iso(n.edited_at),
     }
     if with_body:
         out["body"] = n.body

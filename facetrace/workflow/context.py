@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from facetrace.config import Settings
 from facetrace.errors import PermissionDenied, PolicyError
 from facetrace.gallery import Gallery
+from facetrace.store import settings_store
 from facetrace.store.accounts import User
 from facetrace.store.audit import append_event
 from facetrace.store.db import Database
@@ -28,6 +29,19 @@ class WorkflowContext:
         self.settings: Settings = gallery.settings
         self.db: Database = gallery.db
         self.source = source
+
+    def current_settings(self) -> Settings:
+        """Return the settings in force now: the deployment's, with the values an admin saved where the
+        deployment set none (read on every call, so a saved change applies without a restart)."""
+        return settings_store.effective(self.db, self.settings)
+
+    def settings_in(self, session: Session) -> Settings:
+        """Return the settings in force now, read in the transaction of ``session``."""
+        return settings_store.merge(self.settings, settings_store.saved_values(session))
+
+    def notification_blockers(self, session: Session) -> list[str]:
+        """Return the settings a notification needs that are not set yet (empty when none is missing)."""
+        return settings_store.missing_for_notifications(self.settings, settings_store.saved_values(session))
 
     def with_source(self, source: str | None) -> WorkflowContext:
         """Return a context over the same gallery that records ``source`` in audit events."""

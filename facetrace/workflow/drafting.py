@@ -13,16 +13,25 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from facetrace.errors import ConfigError
+from facetrace.config import Settings
+from facetrace.errors import ConfigError, FacetraceError
 from facetrace.store.accounts import User
+from facetrace.store.settings_store import missing_message
 from facetrace.store.workflow_models import Case, Contact, Evidence, Identification, Notification, Report
 from facetrace.workflow import queries
 from facetrace.workflow.common import as_utc
 from facetrace.workflow.context import WorkflowContext
-from facetrace.workflow.templates import TemplateRenderer
+from facetrace.workflow.templates import Rendered, TemplateRenderer
 
 CANCELLABLE = ("draft", "approved", "failed")
 DELIVERED_OR_MAYBE = ("sending", "sent", "unknown")  # a correction is owed to these
+
+
+class SettingsMissing(FacetraceError):
+    """The organisation or mail settings a notification needs are not set: nothing is drafted or approved."""
+
+    code = "settings_missing"
+    status = 409
 
 
 class Drafter:
@@ -40,13 +49,21 @@ class Drafter:
             self._renderer = TemplateRenderer(self.ctx.settings.home / "templates")
         return self._renderer
 
-    def _message_domain(self) -> str:
-        sender = self.ctx.settings.smtp_sender.strip().strip("<>")
+    def check_settings(self, session: Session) -> None:
+        """Raise SettingsMissing (saying what to set, and where) while a notification's settings are missing."""
+        missing = self.ctx.notification_blockers(session)
+        if missing:
+            raise SettingsMissing(missing_message(missing))
+
+    @staticmethod
+    def _message_domain(settings: Settings) -> str:
+        sender = settings.smtp_sender.strip().strip("<>")
         domain = sender.rsplit("@", 1)[-1] if "@" in sender else ""
         return domain.strip("<> ") or "localhost"
 
+    @staticmethod
     def _template_context(
-        self, session: Session, ident: Identification, contact: Contact, corrects: Notification | None
+        session: Session, ident: Identification, contact: Contact, corrects: Notification | None, settings: Settings
     ) -> dict[str, Any]:
         report = session.get(Report, ident.report_id)
         case = session.get(Case, ident.case_id)
@@ -56,7 +73,6 @@ class Drafter:
         confirmed = as_utc(ident.confirmed_at)
         withdrawn = as_utc(ident.withdrawn_at)
         sent = as_utc(corrects.sent_at) if corrects is not None else None
-        settings = self.ctx.settings
         return {
             "contact": {"name": contact.name, "relation": contact.relation},
             "report": {"reference": report.reference, "name": report.name, "date_of_birth": report.date_of_birth},
@@ -73,7 +89,11 @@ class Drafter:
                 "withdrawn_on": withdrawn.date().isoformat() if withdrawn else None,
                 "evidence": kinds,
             },
-            "organisation": {"name": settings.organisation_name, "contact": settings.organisation_contact},
+            "organisation": {
+                "name": settings.organisation_name,
+                "contact": settings.organisation_contact,
+                "address": settings.organisation_address,
+            },
             "corrects": {"sent_on": sent.date().isoformat() if sent else None} if corrects is not None else None,
         }
 
@@ -91,11 +111,14 @@ class Drafter:
         address); audited. Returns the flushed notification.
 
         Raises:
+            SettingsMissing: the organisation or mail settings are not set (nothing is stored then).
             ConfigError: a template is missing or broken (nothing is stored then).
         """
         address = recipient or contact.email
         assert address
-        context = self._template_context(session, ident, contact, corrects)
+        self.check_settings(session)
+        settings = self.ctx.settings_in(session)
+        context = self._template_context(session, ident, contact, corrects, settings)
         rendered = self.renderer.render(kind, contact.language, context)
         note = Notification(
             identification_id=ident.id,
@@ -108,7 +131,7 @@ class Drafter:
             subject=rendered.subject,
             body=rendered.text,
             body_html=rendered.html,
-            message_id=f"<facetrace.{uuid.uuid4().hex}@{self._message_domain()}>",
+            message_id=f"<facetrace.{uuid.uuid4().hex}@{self._message_domain(settings)}>",
             attachments=[],
             drafted_by_id=user.id,
             attempts=0,
@@ -117,7 +140,8 @@ class Drafter:
         session.flush()
         # One Message-ID per notification (hence per contact); it names the notification for
         # operators searching a mail server's log.
-        note.message_id = f"<facetrace.notification-{note.id}.{uuid.uuid4().hex[:16]}@{self._message_domain()}>"
+        domain = self._message_domain(settings)
+        note.message_id = f"<facetrace.notification-{note.id}.{uuid.uuid4().hex[:16]}@{domain}>"
         session.flush()
         self.ctx.audit(
             session,
@@ -127,6 +151,49 @@ class Drafter:
             {"kind": kind, "language": rendered.language, "corrects": note.corrects_id},
         )
         return note
+
+    def render_now(self, session: Session, note: Notification) -> Rendered | None:
+        """Return the letter of ``note`` rendered from the settings and records as they are now (None when
+        its identification or contact is gone).
+
+        Raises:
+            ConfigError: a template is missing or broken.
+        """
+        ident = session.get(Identification, note.identification_id)
+        contact = session.get(Contact, note.contact_id)
+        if ident is None or contact is None:
+            return None
+        corrects = session.get(Notification, note.corrects_id) if note.corrects_id is not None else None
+        context = self._template_context(session, ident, contact, corrects, self.ctx.settings_in(session))
+        return self.renderer.render(note.kind, contact.language, context)
+
+    def refresh(self, session: Session, user: User, note: Notification) -> bool:
+        """Render a draft again from the settings and records as they are now, so that the approver reads
+        the letter that will be sent (a draft made before the organisation's settings changed never goes
+        out with the old text). A draft its drafter edited is left as written. Returns whether the text
+        changed; a change is audited.
+
+        Raises:
+            ConfigError: a template is missing or broken.
+        """
+        if note.status != "draft" or note.edited_at is not None:
+            return False  # a text its drafter edited stays as written: the page shows how it differs
+        rendered = self.render_now(session, note)
+        if rendered is None:
+            return False
+        if (rendered.subject, rendered.text, rendered.html) == (note.subject, note.body, note.body_html):
+            return False
+        note.subject, note.body, note.body_html = rendered.subject, rendered.text, rendered.html
+        note.language = rendered.language
+        session.flush()
+        self.ctx.audit(
+            session,
+            user,
+            "notification.rerender",
+            [f"notification:{note.id}", f"identification:{note.identification_id}"],
+            {"reason": "rendered again from the current settings and records"},
+        )
+        return True
 
     def draft_for_identification(self, session: Session, user: User, ident: Identification) -> dict[str, Any]:
         """Draft the notification of a newly confirmed identification to every contact with e-mail.
@@ -143,9 +210,9 @@ class Drafter:
                 continue
             try:
                 drafted.append(self.draft(session, user, ident, contact, "identification").id)
-            except ConfigError as exc:
-                # A broken operator template must not undo the identification: report it, and
-                # draft again (draft_notification) once the template is fixed. Rendering comes
+            except (ConfigError, SettingsMissing) as exc:
+                # A broken operator template or missing settings must not undo the identification:
+                # report it, and draft again (draft_notification) once fixed. Rendering comes
                 # before any write, so nothing of this draft was stored.
                 failed.append({"contact_id": contact.id, "error": exc.message})
         if failed:
@@ -187,7 +254,16 @@ class Drafter:
                 contact = session.get(Contact, note.contact_id)
                 assert contact is not None
                 # The correction goes where the first message went, whatever the contact's address now.
-                corrections.append(
-                    self.draft(session, user, ident, contact, "correction", corrects=note, recipient=note.recipient).id
-                )
+                try:
+                    correction = self.draft(
+                        session, user, ident, contact, "correction", corrects=note, recipient=note.recipient
+                    )
+                except SettingsMissing as exc:
+                    # The withdrawal stands; the correction is drafted (draft_notification) once the
+                    # settings are back. Nothing of it was stored.
+                    records = [f"identification:{ident.id}", f"contact:{contact.id}", f"notification:{note.id}"]
+                    detail = {"kind": "correction", "error": exc.message}
+                    self.ctx.audit(session, user, "notification.draft", records, detail, outcome="error")
+                    continue
+                corrections.append(correction.id)
         return {"cancelled": cancelled, "corrections_drafted": corrections}

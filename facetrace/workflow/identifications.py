@@ -80,7 +80,7 @@ class IdentificationService:
                 "they must review it again before it can be confirmed"
             )
         evidence = session.execute(select(func.count(Evidence.id)).where(Evidence.lead_id == lead.id)).scalar() or 0
-        needed = self.ctx.settings.min_evidence_items
+        needed = self.ctx.settings_in(session).min_evidence_items
         if evidence < needed:
             raise PolicyError(
                 f"lead {lead.id} has {evidence} evidence item(s); policy requires at least {needed} "

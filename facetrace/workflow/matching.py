@@ -51,7 +51,7 @@ class MatchingService:
         return self._policy(self.gallery.gallery_size()).to_dict()
 
     def _policy(self, gallery_size: int) -> ReviewPolicy:
-        return ReviewPolicy.for_gallery(self.gallery, self.ctx.settings.review_fpir, gallery_size)
+        return ReviewPolicy.for_gallery(self.gallery, self.ctx.current_settings().review_fpir, gallery_size)
 
     # -- searches -----------------------------------------------------------------------------
     def _case_hits(self, case_id: int) -> tuple[list[PairHit], ReviewPolicy]:

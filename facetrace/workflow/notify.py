@@ -8,13 +8,16 @@ names them, and only photos of the identification's case can be named.
 
 from __future__ import annotations
 
+import difflib
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from facetrace.errors import ConflictError, PolicyError
 from facetrace.store.accounts import User
+from facetrace.store.settings_store import missing_message
 from facetrace.store.workflow_models import (
     NOTIFICATION_STATUSES,
     CaseImage,
@@ -26,6 +29,7 @@ from facetrace.store.workflow_models import (
 from facetrace.workflow import queries
 from facetrace.workflow.common import (
     APPROVE_ROLES,
+    APPROVER_ROLES,
     READ_ROLES,
     REVIEW_ROLES,
     InvalidInput,
@@ -52,11 +56,13 @@ class NotificationService:
 
         Raises:
             NotFoundError, PolicyError (not a registered contact of the report, or nothing to tell
-            them), InvalidInput (no e-mail address), ConflictError (already drafted), PermissionDenied.
+            them), InvalidInput (no e-mail address), ConflictError (already drafted), PermissionDenied,
+            SettingsMissing (the organisation or mail settings are not set).
         """
         records = [f"identification:{identification_id}", f"contact:{contact_id}"]
         with self.ctx.transaction(actor, "notification.draft", records) as session:
             user = self.ctx.acting_user(session, actor, REVIEW_ROLES, "drafting a notification")
+            self.drafter.check_settings(session)
             ident = queries.identification_by_id(session, identification_id, for_update=True)
             contact: Contact = queries.row_by_id(session, Contact, contact_id, "contact")
             report = session.get(Report, ident.report_id)
@@ -100,20 +106,35 @@ class NotificationService:
     def approve_notification(
         self, actor: User, notification_id: int, *, include_images: list[int] | None = None
     ) -> dict[str, Any]:
-        """Approve a draft for sending. The approver must be a reviewer other than the drafter.
-        Photos (of the identification's case only) are attached only when listed here.
+        """Approve a draft for sending. The approver must be someone other than the drafter, with a role
+        the review policy allows (``notification_approvers``: reviewers, or examiners and reviewers).
+        Photos (of the identification's case only) are attached only when listed here. The draft is
+        rendered again from the current settings first: when that changes its text, nothing is approved
+        (ConflictError) and the approver reads the new letter before approving again.
 
         Raises:
-            NotFoundError, PolicyError (approver drafted it), ConflictError (not a draft, or the
-            identification was withdrawn), InvalidInput (an image not of the case), PermissionDenied.
+            NotFoundError, PolicyError (approver drafted it), ConflictError (not a draft, the
+            identification was withdrawn, or the letter changed), InvalidInput (an image not of the
+            case), PermissionDenied, SettingsMissing (the organisation or mail settings are not set).
         """
         with self.ctx.transaction(actor, "notification.approve", [f"notification:{notification_id}"]) as session:
-            user = self.ctx.acting_user(session, actor, APPROVE_ROLES, "approving a notification")
+            roles = self.approver_roles(session)
+            user = self.ctx.acting_user(session, actor, roles, "approving a notification")
             note = queries.notification_by_id(session, notification_id, for_update=True)
             if note.status != "draft":
                 raise ConflictError(f"notification {note.id} is {note.status}, not a draft")
             if note.drafted_by_id == user.id:
-                raise PolicyError("a reviewer other than the drafter must approve a notification")
+                raise PolicyError(
+                    f"a {' or '.join(roles)} other than the drafter must approve a notification; whoever "
+                    "drafted it cannot approve it (the reviewer who gives an identification's second "
+                    "confirmation drafts its notifications)"
+                )
+            self.drafter.check_settings(session)
+            if self.drafter.refresh(session, user, note):
+                raise ConflictError(
+                    f"notification {note.id} was rendered again from the current settings and its text changed: "
+                    "read the new letter, then approve it"
+                )
             ident = queries.identification_by_id(session, note.identification_id)
             if note.kind == "identification" and ident.status != "confirmed":
                 raise ConflictError(f"identification {ident.id} was withdrawn; this notification cannot be sent")
@@ -140,6 +161,86 @@ class NotificationService:
                 {"attachments": images, "photos_included": bool(images)},
             )
             return notification_view(note)
+
+    def approver_roles(self, session: Session) -> tuple[str, ...]:
+        """Return the roles that may approve a notification under the review policy now."""
+        return APPROVER_ROLES.get(self.ctx.settings_in(session).notification_approvers, APPROVE_ROLES)
+
+    def approval_blockers(self, actor: User, notification_id: int) -> dict[str, Any]:
+        """Return why ``actor`` could not approve this notification now, for the page that offers it:
+        ``{"settings_missing": message or None, "others_who_may_approve": [user names]}`` (the enabled
+        users, other than the drafter, whose roles the review policy allows). Any reader.
+
+        Raises:
+            NotFoundError, PermissionDenied.
+        """
+        with self.ctx.transaction(actor, "notification.view", [f"notification:{notification_id}"]) as session:
+            self.ctx.acting_user(session, actor, READ_ROLES, "reading a notification")
+            note = queries.notification_by_id(session, notification_id)
+            roles = self.approver_roles(session)
+            users = session.execute(select(User).where(User.id != note.drafted_by_id)).scalars()
+            others = sorted(u.username for u in users if not u.disabled and any(u.has_role(r) for r in roles))
+            missing = self.ctx.notification_blockers(session)
+            return {
+                "settings_missing": missing_message(missing) if missing else None,
+                "approver_roles": list(roles),
+                "others_who_may_approve": others,
+            }
+
+    def edit_draft(
+        self, actor: User, notification_id: int, *, subject: str | None = None, body: str | None = None
+    ) -> dict[str, Any]:
+        """Change a draft's subject or plain text before approval (None leaves it). Only its drafter may;
+        the HTML alternative is dropped (it carried the old text), the draft is marked edited (the
+        approver is shown how it differs from the letter as rendered) and it is no longer rendered again.
+        Audited as ``notification.edit`` with the fields changed. Role: examiner or reviewer.
+
+        Raises:
+            NotFoundError, InvalidInput (empty or too long), ConflictError (not a draft),
+            PolicyError (not its drafter), PermissionDenied.
+        """
+        with self.ctx.transaction(actor, "notification.edit", [f"notification:{notification_id}"]) as session:
+            user = self.ctx.acting_user(session, actor, REVIEW_ROLES, "editing a notification")
+            note = queries.notification_by_id(session, notification_id, for_update=True)
+            if note.status != "draft":
+                raise ConflictError(f"notification {note.id} is {note.status}; only a draft can be edited")
+            if note.drafted_by_id != user.id:
+                raise PolicyError("only the drafter of a notification may edit it, before its approval")
+            new_subject = note.subject
+            if subject is not None:
+                new_subject = " ".join(required_text(subject, "subject", max_len=500).split())
+            new_body = required_text(body, "body", max_len=50_000) + "\n" if body is not None else note.body
+            changed = [f for f, old, new in (("subject", note.subject, new_subject), ("body", note.body, new_body))
+                       if old != new]  # fmt: skip
+            if changed:
+                note.subject, note.body, note.body_html = new_subject, new_body, None
+                note.edited_at = datetime.now(UTC)
+                self.ctx.audit(
+                    session,
+                    user,
+                    "notification.edit",
+                    [f"notification:{note.id}", f"identification:{note.identification_id}"],
+                    {"changed": changed},
+                )
+            return notification_view(note)
+
+    def changes_from_rendered(self, actor: User, notification_id: int) -> list[str]:
+        """Return how an edited draft differs from its letter rendered now (unified diff lines: ``-``
+        rendered, ``+`` as edited); empty for a notification not edited. Any reader.
+
+        Raises:
+            NotFoundError, PermissionDenied, ConfigError (a broken template).
+        """
+        with self.ctx.transaction(actor, "notification.view", [f"notification:{notification_id}"]) as session:
+            self.ctx.acting_user(session, actor, READ_ROLES, "reading a notification")
+            note = queries.notification_by_id(session, notification_id)
+            rendered = self.drafter.render_now(session, note) if note.edited_at is not None else None
+            if rendered is None:
+                return []
+            before = [f"Subject: {rendered.subject}", "", *rendered.text.splitlines()]
+            after = [f"Subject: {note.subject}", "", *note.body.splitlines()]
+            diff = difflib.unified_diff(before, after, "as rendered from the settings", "as edited", lineterm="", n=1)
+            return list(diff)
 
     def cancel_notification(self, actor: User, notification_id: int, *, reason: str) -> dict[str, Any]:
         """Cancel a notification not yet sent (draft, approved or failed), with a reason; a new
@@ -198,6 +299,8 @@ class NotificationService:
         with self.ctx.transaction(actor, "notification.view", [f"notification:{notification_id}"]) as session:
             user = self.ctx.acting_user(session, actor, READ_ROLES, "reading a notification")
             note = queries.notification_by_id(session, notification_id)
+            # A draft is shown as it would be sent now: rendered from the current settings and records.
+            self.drafter.refresh(session, user, note)
             records = [f"notification:{note.id}", f"contact:{note.contact_id}"]
             self.ctx.audit(session, user, "notification.view", records)
             attempts = session.execute(

@@ -72,8 +72,9 @@ class Outbox:
         """Return the e-mail of a notification. Raises FacetraceError when an attachment is missing."""
         contact = session.get(Contact, note.contact_id)
         msg = EmailMessage()
-        sender = self.ctx.settings.smtp_sender
-        msg["From"] = sender if "<" in sender else formataddr((self.ctx.settings.organisation_name, sender))
+        settings = self.ctx.settings_in(session)  # as saved now: a change applies without a restart
+        sender = settings.smtp_sender
+        msg["From"] = sender if "<" in sender else formataddr((settings.organisation_name, sender))
         msg["To"] = formataddr((contact.name if contact else "", note.recipient))
         msg["Subject"] = note.subject
         msg["Message-ID"] = note.message_id
@@ -284,7 +285,7 @@ class Outbox:
                 continue
             attempt_id, message, recipient = claimed
             fault_point("notify.after_claim")
-            delivery = deliver(self.ctx.settings, message, recipient)
+            delivery = deliver(self.ctx.current_settings(), message, recipient)
             fault_point("notify.after_deliver")
             results.append(self.record_delivery(user, nid, attempt_id, delivery))
         counts = {k: sum(1 for r in results if r["status"] == k) for k in ("sent", "failed", "refused", "unknown")}

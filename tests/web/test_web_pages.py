@@ -63,6 +63,7 @@ ACCESS: dict[tuple[str, str], str | set[str]] = {
     ("POST", "/identifications/{ident_id}/draft"): {"examiner", "reviewer"},
     ("GET", "/notifications"): READERS,
     ("GET", "/notifications/{nid}"): READERS,
+    ("POST", "/notifications/{nid}/edit"): {"examiner", "reviewer"},
     ("POST", "/notifications/{nid}/approve"): {"reviewer"},
     ("POST", "/notifications/{nid}/send"): {"reviewer", "admin"},
     ("POST", "/notifications/{nid}/cancel"): {"reviewer"},
@@ -82,6 +83,9 @@ ACCESS: dict[tuple[str, str], str | set[str]] = {
     ("POST", "/admin/users"): {"admin"},
     ("GET", "/admin/users/{username}"): {"admin"},
     ("POST", "/admin/users/{username}"): {"admin"},
+    ("GET", "/admin/settings"): {"admin"},
+    ("POST", "/admin/settings"): {"admin"},
+    ("POST", "/admin/settings/smtp-test"): {"admin"},
     ("GET", "/media/images/{image_id}"): READERS,
     ("GET", "/media/faces/{face_id}"): READERS,
 }

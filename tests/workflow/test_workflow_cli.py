@@ -39,6 +39,9 @@ def cli(tmp_home: Path, smtp: Inbox, run_cli: Run) -> Callable[..., Any]:
         "FACETRACE_SMTP_HOST": smtp.host,
         "FACETRACE_SMTP_PORT": str(smtp.port),
         "FACETRACE_ORGANISATION_NAME": "Tracing Service Kyiv",
+        # Notifications need the organisation's contact and a sender (issue 15: no placeholder letters).
+        "FACETRACE_ORGANISATION_CONTACT": "tracing@ident.example.org",
+        "FACETRACE_SMTP_SENDER": "notify@ident.example.org",
         "FACETRACE_WORKERS": "1",
     }
 

@@ -179,6 +179,11 @@ class DraftIn(BaseModel):
     contact_id: int
 
 
+class DraftEditIn(BaseModel):
+    subject: str | None = Field(default=None, max_length=500, description="New subject (null: unchanged).")
+    body: str | None = Field(default=None, max_length=50_000, description="New plain text (null: unchanged).")
+
+
 class ApproveIn(BaseModel):
     include_images: list[int] = Field(
         default_factory=list, max_length=20, description="Photos of the case to attach (default: none)."
@@ -472,9 +477,21 @@ def show_notification(notification_id: int, actor: Reader, service: ServiceDep) 
     return workflow_for(service, actor).notifications.get_notification(actor.user, notification_id)
 
 
+@router.patch("/notifications/{notification_id}", response_model=NotificationView)
+def edit_notification(notification_id: int, body: DraftEditIn, actor: Reviewer, service: ServiceDep) -> Any:
+    """Edit a draft's subject or text before approval (its drafter only; 409 once approved). The draft is
+    marked edited (``edited_at``) and no longer rendered again; its HTML alternative is dropped. Audited."""
+    return workflow_for(service, actor).notifications.edit_draft(
+        actor.user, notification_id, subject=body.subject, body=body.body
+    )
+
+
 @router.post("/notifications/{notification_id}/approve", response_model=NotificationView)
-def approve_notification(notification_id: int, body: ApproveIn, actor: Approver, service: ServiceDep) -> Any:
-    """Approve a draft (a reviewer other than the drafter); photos only if listed."""
+def approve_notification(notification_id: int, body: ApproveIn, actor: Reviewer, service: ServiceDep) -> Any:
+    """Approve a draft (someone other than the drafter, with a role the review policy allows: reviewers, or
+    examiners and reviewers); photos only if listed. The draft is rendered again from the current settings
+    first: 409 when its text changed (read it again, then approve), 409 ``settings_missing`` while the
+    organisation or mail settings are not set."""
     return workflow_for(service, actor).notifications.approve_notification(
         actor.user, notification_id, include_images=body.include_images
     )

@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 
 from facetrace.http.deps import CurrentActor, ServiceDep
 from facetrace.store.accounts import AuditEvent, User
+from facetrace.usecases.checklist import readiness_checklist
 from facetrace.web import services
 from facetrace.web.deps import web_router
 from facetrace.web.render import page
@@ -20,7 +21,7 @@ router = web_router()
 def dashboard(request: Request, actor: CurrentActor, service: ServiceDep):
     """Queues with counts, recent activity, and what the user's roles let them start."""
     user = actor.user
-    context: dict[str, Any] = {"counts": None, "activity": [], "audit_total": 0, "user_total": 0}
+    context: dict[str, Any] = {"counts": None, "activity": [], "audit_total": 0, "user_total": 0, "checklist": []}
     if services.can_read(user):
         context["counts"] = services.queue_counts(service.db)
         context["activity"] = services.recent_activity(service.db)
@@ -29,4 +30,6 @@ def dashboard(request: Request, actor: CurrentActor, service: ServiceDep):
             context["audit_total"] = session.execute(select(func.count(AuditEvent.id))).scalar() or 0
         if user.has_role("admin"):
             context["user_total"] = session.execute(select(func.count(User.id))).scalar() or 0
+    if user.has_role("admin"):
+        context["checklist"] = [item.as_dict() for item in readiness_checklist(service)]
     return page(request, actor, "dashboard.html", title="Dashboard", **context)

@@ -143,7 +143,10 @@ def review_lead(
             raise
         return _lead_page(request, actor, service, lead_id, status=exc.status, review_error=exc.message, review=typed)
     if result["identification"]:
-        return redirect(f"/identifications/{result['identification']['id']}", "identification_confirmed")
+        drafts = result.get("notifications") or {}
+        # Said as it happened: drafting fails (e.g. mail settings missing) without undoing the identification.
+        notice = "identification_confirmed_not_drafted" if drafts.get("draft_errors") else "identification_confirmed"
+        return redirect(f"/identifications/{result['identification']['id']}", notice)
     return redirect(f"/leads/{lead_id}", "review_recorded")
 
 

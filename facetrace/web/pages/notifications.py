@@ -9,17 +9,26 @@ from fastapi.responses import Response
 
 from facetrace.errors import FacetraceError
 from facetrace.http.deps import ServiceDep
-from facetrace.http.roles import Approver, Reader, Sender
+from facetrace.http.roles import Approver, Reader, Reviewer, Sender
 from facetrace.usecases.actors import Actor
 from facetrace.usecases.records import workflow_for
 from facetrace.usecases.service import Service
 from facetrace.web import services
 from facetrace.web.deps import PAGE_SIZE, FormDep, page_offset, text, texts, web_router
 from facetrace.web.render import page, redirect
-from facetrace.workflow.common import APPROVE_ROLES, SEND_ROLES
+from facetrace.workflow.common import SEND_ROLES
 
 router = web_router()
 PROBLEM_STATUSES = ("failed", "refused", "unknown", "sending")
+# The notice after an approval, by the notification's status then: what really happened to the message.
+APPROVAL_NOTICES = {
+    "approved": "approved_queued",
+    "sent": "approved_sent",
+    "failed": "approved_failed",
+    "refused": "approved_refused",
+    "sending": "approved_unknown",
+    "unknown": "approved_unknown",
+}
 
 
 @router.get("/notifications")
@@ -51,7 +60,14 @@ def notifications(request: Request, actor: Reader, service: ServiceDep) -> Respo
 
 
 def _notification_page(
-    request: Request, actor: Actor, service: Service, nid: int, *, status: int = 200, action_error: str = ""
+    request: Request,
+    actor: Actor,
+    service: Service,
+    nid: int,
+    *,
+    status: int = 200,
+    action_error: str = "",
+    edit: dict[str, str] | None = None,
 ) -> Response:
     wf = workflow_for(service, actor)
     note = wf.notifications.get_notification(actor.user, nid)
@@ -60,6 +76,8 @@ def _notification_page(
     case = wf.cases.get_case(actor.user, ident["case_id"], audited=False) if ident["case"] else None
     case_photos = case["photos"] if case else []
     contact = services.contact(service.db, note["contact_id"])
+    blockers = wf.notifications.approval_blockers(actor.user, nid)
+    changes = wf.notifications.changes_from_rendered(actor.user, nid)
     user = actor.user
     return page(
         request,
@@ -71,7 +89,10 @@ def _notification_page(
         contact=contact,
         case_photos=case_photos,
         own_draft=note["drafted_by_id"] == user.id,
-        can_approve=any(user.has_role(r) for r in APPROVE_ROLES),
+        can_approve=any(user.has_role(r) for r in blockers["approver_roles"]),
+        blockers=blockers,
+        changes=changes,
+        edit=edit or {"subject": note["subject"], "body": note["body"]},
         can_send=any(user.has_role(r) for r in SEND_ROLES),
         action_error=action_error,
     )
@@ -103,11 +124,12 @@ def approve(
     nid: int,
     request: Request,
     form: FormDep,
-    actor: Approver,
+    actor: Reviewer,
     service: ServiceDep,
 ) -> Response:
-    """Approve a draft (a reviewer other than the drafter), attaching only the photos ticked,
-    and hand it to the mail server at once."""
+    """Approve a draft (someone other than the drafter, with a role the review policy allows), attaching
+    only the photos ticked, and hand it to the mail server at once when the approver may send; the
+    notice then says what really happened (sent, queued, or failed and why)."""
     try:
         include = sorted({int(v) for v in texts(form, "include_images") if v})
     except ValueError:
@@ -115,12 +137,40 @@ def approve(
         return _notification_page(request, actor, service, nid, status=422, action_error="bad photo selection")
     wf = workflow_for(service, actor)
 
-    def act() -> None:
-        wf.notifications.approve_notification(actor.user, nid, include_images=include)
-        if any(actor.user.has_role(r) for r in SEND_ROLES):
-            wf.outbox.send_notifications(actor.user, notification_ids=[nid])
+    outcome = {"status": "approved"}
 
-    return _notification_action(request, actor, service, nid, act, "approved")
+    def act() -> None:
+        outcome["status"] = wf.notifications.approve_notification(actor.user, nid, include_images=include)["status"]
+        if any(actor.user.has_role(r) for r in SEND_ROLES):
+            run = wf.outbox.send_notifications(actor.user, notification_ids=[nid])
+            for result in run["results"]:
+                outcome["status"] = result["status"]
+
+    response = _notification_action(request, actor, service, nid, act, "approved")
+    if response.status_code != 303:
+        return response
+    return redirect(f"/notifications/{nid}", APPROVAL_NOTICES.get(outcome["status"], "approved_unknown"))
+
+
+@router.post("/notifications/{nid}/edit")
+def edit(
+    nid: int,
+    request: Request,
+    form: FormDep,
+    actor: Reviewer,
+    service: ServiceDep,
+) -> Response:
+    """Edit a draft's subject and text before approval (its drafter only); the approver sees the changes."""
+    typed = {"subject": text(form, "subject"), "body": str(form.get("body") or "")}
+    try:
+        workflow_for(service, actor).notifications.edit_draft(
+            actor.user, nid, subject=typed["subject"], body=typed["body"]
+        )
+    except FacetraceError as exc:
+        if exc.status == 404 or (exc.status == 403 and exc.code != "policy"):
+            raise
+        return _notification_page(request, actor, service, nid, status=exc.status, action_error=exc.message, edit=typed)
+    return redirect(f"/notifications/{nid}", "edited")
 
 
 @router.post("/notifications/{nid}/send")

@@ -17,7 +17,7 @@ from facetrace.usecases.actors import Actor
 from facetrace.usecases.records import REPORT, workflow_for
 from facetrace.usecases.service import Service
 from facetrace.web import audit_rows, edits, services
-from facetrace.web.deps import LANGUAGES, FormDep, quote_ref, text, texts, web_router
+from facetrace.web.deps import LANGUAGES, FormDep, offered_languages, quote_ref, text, texts, web_router
 from facetrace.web.edits import Correction
 from facetrace.web.pages.records import RecordPages, install
 from facetrace.web.photos import record_page_context
@@ -85,7 +85,7 @@ def show_page(
         error=error,
         problems=problems or [],
         contact_error=contact_error,
-        languages=LANGUAGES,
+        languages=offered_languages(service),
         correction=correction,
         edit=edits.form_values(correction, "record", detail, edits.report_values),
         contact_forms={
