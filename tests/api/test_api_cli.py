@@ -47,10 +47,13 @@ def test_user_commands(database_url: str, tmp_path: Path) -> None:
     token = json.loads(token_out.output)["token"]  # type: ignore[attr-defined]
     roles = invoke("user", "roles", "grace", "--role", "examiner", "--json")
     assert json.loads(roles.output)["roles"] == ["examiner"]  # type: ignore[attr-defined]
+    # Taking a role away revoked the token issued under the wider authority: a new one is needed.
+    renewed = json.loads(invoke("user", "token", "grace", "--name", "ci2", "--days", "1", "--json").output)  # type: ignore[attr-defined]
 
     server = create_app(make_settings(tmp_path / "home", database_url))
     with TestClient(server, base_url="https://testserver") as client:
-        headers = {"Authorization": f"Bearer {token}"}
+        assert client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+        headers = {"Authorization": f"Bearer {renewed['token']}"}
         me = client.get("/api/v1/auth/me", headers=headers)
         assert me.status_code == 200 and me.json()["user"]["roles"] == ["examiner"]
         login = client.post("/api/v1/auth/login", json={"username": "grace", "password": "a long enough password"})
@@ -59,7 +62,13 @@ def test_user_commands(database_url: str, tmp_path: Path) -> None:
         assert client.get("/api/v1/auth/me", headers=headers).status_code == 401  # token dead at once
         assert client.get("/api/v1/auth/me").status_code == 401  # and the login session too
         actions = [(e["action"], e["actor"][:4]) for e in _events(server)]
-    assert actions[:4] == [("user.create", "cli:"), ("token.create", "cli:"), ("user.roles", "cli:"), ("login", "grac")]
+    assert actions[:5] == [
+        ("user.create", "cli:"),
+        ("token.create", "cli:"),
+        ("user.roles", "cli:"),
+        ("token.create", "cli:"),
+        ("login", "grac"),
+    ]
     assert actions[-1] == ("user.update", "cli:")
 
 
