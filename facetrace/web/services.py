@@ -31,7 +31,14 @@ from facetrace.store.workflow_models import (
     Review,
 )
 from facetrace.workflow import queries
-from facetrace.workflow.common import READ_ROLES, REVIEW_ROLES, case_view, contact_view, report_view
+from facetrace.workflow.common import (
+    READ_ROLES,
+    REVIEW_ROLES,
+    SECOND_CONFIRM_ROLE,
+    case_view,
+    contact_view,
+    report_view,
+)
 
 # Actions shown as "recent activity" on the dashboard (no views, searches or logins there).
 ACTIVITY_ACTIONS = (
@@ -185,6 +192,39 @@ def awaiting_second_review(session: Session) -> list[int]:
         .having(func.count(distinct(Review.reviewer_id)) == 1)
     ).scalars()
     return sorted(int(i) for i in rows)
+
+
+@dataclass(frozen=True)
+class WaitingItem:
+    """One thing waiting for the signed-in user: what to do, and where."""
+
+    kind: str  # "review", "second_review" or "approve"
+    href: str
+    text: str
+
+
+def waiting_for(db: Database, user: User, approver_roles: tuple[str, ...], limit: int = 20) -> list[WaitingItem]:
+    """Return what waits for ``user`` personally, oldest first in each kind: new leads to review (an
+    examiner or reviewer), leads awaiting the second, establishing review that ``user`` did not give the
+    first one of (a reviewer), and drafts that ``user`` may approve because someone else drafted them."""
+    items: list[WaitingItem] = []
+    with db.sessions() as session:
+        if any(user.has_role(r) for r in REVIEW_ROLES):
+            leads = session.execute(select(Lead).where(Lead.status == "open").order_by(Lead.id).limit(limit)).scalars()
+            items += [WaitingItem("review", f"/leads/{lead.id}", f"lead {lead.id}: first review") for lead in leads]
+        if user.has_role(SECOND_CONFIRM_ROLE):
+            mine = set(session.execute(select(Review.lead_id).where(Review.reviewer_id == user.id)).scalars())
+            second = [lead_id for lead_id in awaiting_second_review(session) if lead_id not in mine][:limit]
+            items += [WaitingItem("second_review", f"/leads/{i}", f"lead {i}: second review") for i in second]
+        if any(user.has_role(r) for r in approver_roles):
+            drafts = session.execute(
+                select(Notification.id)
+                .where(Notification.status == "draft", Notification.drafted_by_id != user.id)
+                .order_by(Notification.id)
+                .limit(limit)
+            ).scalars()
+            items += [WaitingItem("approve", f"/notifications/{n}", f"notification {n}: approval") for n in drafts]
+    return items
 
 
 def queue_counts(db: Database) -> QueueCounts:

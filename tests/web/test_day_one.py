@@ -170,8 +170,30 @@ def test_day_one_from_an_empty_install_to_a_delivered_email(
     page.fill("#rationale", "Eyebrows, nose and chin agree; the passport corroborates.")
     page.click("#review-form button[type=submit]")
     page.wait_for_url(re.compile(r".*msg=review_recorded"))
+    # The two faces zoom and pan together (a script of facetrace's own; no external asset).
+    transforms = "() => Array.from(document.querySelectorAll('[data-zoom] img')).map(i => i.style.transform)"
+    page.click("[data-zoom-action=in]")
+    page.click("[data-zoom-action=in]")
+    assert page.inner_text("#zoom-level") == "156%"
+    box = page.locator("[data-zoom] >> nth=0").bounding_box()
+    assert box
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] / 2 + 40, box["y"] + box["height"] / 2 + 20, steps=4)
+    page.mouse.up()
+    probe_face, reference_face = page.evaluate(transforms)
+    assert (
+        probe_face == reference_face and "scale(1.563)" in probe_face and not probe_face.startswith("translate(0%, 0%)")
+    )
+    page.locator("[data-zoom] >> nth=1").focus()
+    page.keyboard.press("-")
+    assert page.inner_text("#zoom-level") == "125%"
+    page.click("[data-zoom-action=reset]")
+    assert page.evaluate(transforms) == ["translate(0%, 0%) scale(1)"] * 2
     _shoot(page, "06-lead")
     _sign_in(page, base, "petro")
+    waiting = page.locator("#waiting li[data-kind=second_review] a")
+    assert waiting.count() == 1 and waiting.get_attribute("href") == lead_path
     page.goto(base + lead_path)
     page.check("input[name=decision][value=confirm]")
     page.fill("#rationale", "Independent comparison: ears and hairline agree; passport checked.")
@@ -182,6 +204,7 @@ def test_day_one_from_an_empty_install_to_a_delivered_email(
 
     # -- approval by another reviewer; the letter arrives ---------------------------------------------------
     _sign_in(page, base, "maria")
+    assert page.locator("#waiting li[data-kind=approve]").count() == 1  # petro drafted: maria approves
     _approve_drafts(page, base, 1)
     page.goto(f"{base}/notifications?status=sent")
     page.click("main table a[href^='/notifications/'] >> nth=0")
