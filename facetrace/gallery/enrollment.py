@@ -238,6 +238,7 @@ class Enroller:
     @contextmanager
     def _saving_index(self, outcome: EnrollOutcome) -> Iterator[None]:
         """Save the index when a run ends, however it ends; turn a full disk into one clear error."""
+        full = None
         try:
             yield
         except Exception as exc:
@@ -251,7 +252,7 @@ class Enroller:
             ) from None
         finally:
             fault_point("enroll.before_index_save")
-            self.keeper.save()
+            self.keeper.save(disk_known_full=full is not None)  # the error above already says the disk is full
 
     # -- one image --------------------------------------------------------------------------
     def enrolled_pairs(self, external_ids: set[str]) -> set[tuple[str, str]]:

@@ -438,17 +438,19 @@ class IndexKeeper:
             self._index.save()
             self._version = self.db.gallery_version()
 
-    def save(self) -> None:
+    def save(self, *, disk_known_full: bool = False) -> None:
         """Save the loaded index, if any; on a full disk keep the old file and go on (see :meth:`_save_or_warn`).
+        ``disk_known_full``: the caller already reports the full disk (one line): the failed save is only logged
+        at INFO then.
 
         Raises:
             Exception: the save failed for another reason than a full disk.
         """
         with self._lock:
-            self._save_or_warn(self._index)
+            self._save_or_warn(self._index, logging.INFO if disk_known_full else logging.WARNING)
 
     @staticmethod
-    def _save_or_warn(index: VectorIndex | None) -> None:
+    def _save_or_warn(index: VectorIndex | None, level: int = logging.WARNING) -> None:
         """Save ``index``; on a full disk keep the old file and go on with the index in memory (the database
         is the truth: the next open adds the missing templates from it). A full disk stops writes (and
         must not hide an enrollment's own outcome), not searches."""
@@ -459,7 +461,7 @@ class IndexKeeper:
         except Exception as exc:  # FAISS reports a failed write as a RuntimeError
             if disk_full_error(exc) is None:
                 raise
-            log.warning("index not saved (%s): it is brought in line with the database when next opened", exc)
+            log.log(level, "index not saved (%s): it is brought in line with the database when next opened", exc)
 
     def close(self) -> None:
         """Wait for a background rebuild, save the index and release it."""
