@@ -30,6 +30,7 @@ from facetrace.store.workflow_models import (
     Report,
     Review,
 )
+from facetrace.usecases.audit_labels import action_label
 from facetrace.workflow import queries
 from facetrace.workflow.common import (
     READ_ROLES,
@@ -62,36 +63,6 @@ ACTIVITY_ACTIONS = (
     "notification.cancel",
     "notification.deliver",
 )
-ACTION_WORDS = {
-    "report.create": "registered report",
-    "report.update": "changed report",
-    "report.photos_add": "added photos to report",
-    "report.merge": "merged reports",
-    "report.view": "viewed report",
-    "report.duplicate_flag": "flagged a possible duplicate",
-    "contact.create": "registered a contact on report",
-    "contact.update": "corrected a contact on report",
-    "duplicate.dismiss": "dismissed a possible duplicate",
-    "case.create": "opened case",
-    "case.update": "changed case",
-    "case.photos_add": "added photos to case",
-    "case.view": "viewed case",
-    "case.export": "exported the case file of",
-    "lead.create": "found lead",
-    "lead.update": "raised the score of lead",
-    "lead.review": "reviewed lead",
-    "lead.view": "viewed lead",
-    "evidence.add": "recorded evidence on lead",
-    "identification.confirm": "confirmed identification",
-    "identification.withdraw": "withdrew identification",
-    "notification.draft": "drafted notification",
-    "notification.approve": "approved notification",
-    "notification.cancel": "cancelled notification",
-    "notification.send": "started sending notification",
-    "notification.deliver": "recorded delivery of notification",
-    "notification.resolve": "resolved notification",
-    "media.view": "viewed a photo of",
-}
 # Details never shown outside the audit viewer: a review's decision would break blind review.
 HIDDEN_DETAIL_ACTIONS = {"lead.review"}
 
@@ -250,7 +221,7 @@ def queue_counts(db: Database) -> QueueCounts:
 # -- audit: activity and history -----------------------------------------------------------------
 def _event_row(event: AuditEvent, *, with_detail: bool) -> dict[str, Any]:
     row = event.as_dict()
-    row["words"] = ACTION_WORDS.get(event.action, event.action)
+    row["words"] = action_label(event.action)  # one vocabulary for the dashboard, histories and the audit page
     if not with_detail or event.action in HIDDEN_DETAIL_ACTIONS:
         row["detail"] = {}
     return row
