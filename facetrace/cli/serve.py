@@ -53,7 +53,9 @@ def serve(
 
         def on_started() -> None:
             # The last line of the start-up output, where a newcomer looks: the one way in on a fresh install.
-            err_console.print("first run: no account yet; open this link to create the first admin (it works once):")
+            err_console.print(
+                "first run: no account yet; open this link to create the first admin (it works once):", soft_wrap=True
+            )
             err_console.print(link, markup=False, soft_wrap=True)
 
     run_server(app, host=host, port=port, log_level=log_level, on_started=on_started)
