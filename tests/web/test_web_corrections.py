@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from webtest import browser_login, client_login, face_images
+from webtest import browser_login, client_login, face_images, insert_lead
 
 from facetrace.store.accounts import User, get_user
 from facetrace.store.audit import list_events
-from facetrace.store.workflow_models import DuplicateFlag, Lead, Report
+from facetrace.store.workflow_models import DuplicateFlag, Report
 from facetrace.workflow import PhotoInput, Workflow
 
 PROVENANCE = {"reported_by": "family, by phone", "source": "tracing form", "legal_basis": "consent"}
@@ -40,30 +40,6 @@ def _report(app: FastAPI, name: str, **fields: Any) -> dict[str, Any]:
     return _workflow(app).reports.create_report(
         _user(app, "ivan"), name=name, contacts=contacts, **{**PROVENANCE, **fields}
     )
-
-
-def _insert_lead(app: FastAPI, case_id: int, report_id: int) -> int:
-    """A lead inserted directly (what the page shows of it is the point, not the matching)."""
-    with app.state.service.db.session() as session:
-        lead = Lead(
-            case_id=case_id,
-            report_id=report_id,
-            status="open",
-            score=0.95,
-            fmr=1e-6,
-            fpir=1e-5,
-            threshold=0.9,
-            review_fpir=0.1,
-            gallery_size=4,
-            model_id="test",
-            case_box=[0, 0, 10, 10],
-            report_box=[0, 0, 10, 10],
-            case_quality=80.0,
-            report_quality=80.0,
-        )
-        session.add(lead)
-        session.flush()
-        return int(lead.id)
 
 
 def _signed_in(app: FastAPI, name: str) -> tuple[TestClient, str]:
@@ -298,7 +274,7 @@ def test_lead_page_names_each_status_shows_every_reference_face_and_both_descrip
 def test_review_errors_appear_at_the_top_with_the_rationale_kept(web_app: FastAPI) -> None:
     report = _report(web_app, "Review Errors")["report"]
     case = _workflow(web_app).cases.create_case(_user(web_app, "ivan"), condition="deceased")["case"]
-    lead = _insert_lead(web_app, case["id"], report["id"])
+    lead = insert_lead(web_app.state.service.db, case["id"], report["id"])
     olena, csrf = _signed_in(web_app, "olena")
     response = olena.post(
         f"/leads/{lead}/review",
@@ -329,8 +305,8 @@ def test_a_lead_of_an_identified_case_warns(web_app: FastAPI) -> None:
     ivan, olena, petro = (_user(web_app, n) for n in ("ivan", "olena", "petro"))
     found, other = _report(web_app, "Identified One")["report"], _report(web_app, "Other Candidate")["report"]
     case = wf.cases.create_case(ivan, condition="deceased")["case"]
-    lead_found = _insert_lead(web_app, case["id"], found["id"])
-    lead_other = _insert_lead(web_app, case["id"], other["id"])
+    lead_found = insert_lead(web_app.state.service.db, case["id"], found["id"])
+    lead_other = insert_lead(web_app.state.service.db, case["id"], other["id"])
     wf.reviews.add_evidence(olena, lead_found, kind="documents", description="Passport")
     wf.reviews.review_lead(olena, lead_found, decision="confirm", rationale="Same person")
     ident = wf.reviews.review_lead(petro, lead_found, decision="confirm", rationale="Agree")["identification"]

@@ -11,11 +11,10 @@ import pytest
 from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
 from fastapi.testclient import TestClient
-from webtest import PASSWORD, SPECIAL, USERS, browser_login, client_login, face_images
+from webtest import PASSWORD, SPECIAL, USERS, browser_login, client_login, face_images, insert_lead
 
 from facetrace.store.accounts import get_user
 from facetrace.store.audit import list_events
-from facetrace.store.workflow_models import Lead
 from facetrace.workflow import Workflow
 
 XSS = "<script>alert(1)</script>"
@@ -350,26 +349,7 @@ def _lead_without_faces(app: FastAPI, name: str) -> int:
         contacts=[{"name": "Mother", "relation": "mother", "email": "mother@family.example", "language": "en"}],
     )["report"]
     case = wf.cases.create_case(ivan, condition="deceased", found_place="Bucha")["case"]
-    with service.db.session() as session:
-        lead = Lead(
-            case_id=case["id"],
-            report_id=report["id"],
-            status="open",
-            score=0.93,
-            fmr=2e-6,
-            fpir=5e-6,
-            threshold=0.9,
-            review_fpir=0.1,
-            gallery_size=4,
-            model_id="test",
-            case_box=[0, 0, 10, 10],
-            report_box=[0, 0, 10, 10],
-            case_quality=15.0,
-            report_quality=80.0,
-        )
-        session.add(lead)
-        session.flush()
-        return int(lead.id)
+    return insert_lead(service.db, case["id"], report["id"], score=0.93, fmr=2e-6, fpir=5e-6, case_quality=15.0)
 
 
 def test_second_reviewer_sees_the_first_decision_only_after_deciding(web_app: FastAPI) -> None:

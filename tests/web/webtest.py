@@ -22,6 +22,9 @@ import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from facetrace.store.db import Database
+from facetrace.store.workflow_models import Lead
+
 REPO = Path(__file__).resolve().parents[2]
 FACES = REPO / "tests" / "data" / "faces"
 SPECIAL = REPO / "tests" / "data" / "special"
@@ -174,3 +177,37 @@ def screenshot(page: Any, name: str, *, full_page: bool = False) -> Path:
                 warnings.warn(f"screenshot {name} not saved: {exc}", stacklevel=2)
             time.sleep(0.5)
     return path
+
+
+def insert_lead(
+    db: Database,
+    case_id: int,
+    report_id: int,
+    *,
+    score: float = 0.95,
+    fmr: float = 1e-6,
+    fpir: float = 1e-5,
+    gallery_size: int = 4,
+    case_quality: float = 80.0,
+) -> int:
+    """Insert a lead directly (what a page shows of it is the point, not the matching); return its id."""
+    with db.session() as session:
+        lead = Lead(
+            case_id=case_id,
+            report_id=report_id,
+            status="open",
+            score=score,
+            fmr=fmr,
+            fpir=fpir,
+            threshold=0.9,
+            review_fpir=0.1,
+            gallery_size=gallery_size,
+            model_id="test",
+            case_box=[0, 0, 10, 10],
+            report_box=[0, 0, 10, 10],
+            case_quality=case_quality,
+            report_quality=80.0,
+        )
+        session.add(lead)
+        session.flush()
+        return int(lead.id)
