@@ -259,6 +259,7 @@ def test_layout_fits_tablet_and_desktop_and_works_by_keyboard(web_server: str, p
     base = web_server
     # Sign in with the keyboard only: the user name field has the focus.
     page.goto(f"{base}/login")
+    wait_until(page, "() => document.activeElement && document.activeElement.id === 'username'")  # autofocus
     page.keyboard.type("olena")
     page.keyboard.press("Tab")
     page.keyboard.type("correct-horse-battery")
