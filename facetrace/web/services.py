@@ -30,7 +30,6 @@ from facetrace.store.workflow_models import (
     Report,
     Review,
 )
-from facetrace.usecases.audit_labels import action_label
 from facetrace.workflow import queries
 from facetrace.workflow.common import (
     READ_ROLES,
@@ -221,7 +220,6 @@ def queue_counts(db: Database) -> QueueCounts:
 # -- audit: activity and history -----------------------------------------------------------------
 def _event_row(event: AuditEvent, *, with_detail: bool) -> dict[str, Any]:
     row = event.as_dict()
-    row["words"] = action_label(event.action)  # one vocabulary for the dashboard, histories and the audit page
     if not with_detail or event.action in HIDDEN_DETAIL_ACTIONS:
         row["detail"] = {}
     return row

@@ -11,7 +11,7 @@ from facetrace.http.deps import CurrentActor, ServiceDep
 from facetrace.store.accounts import AuditEvent, User
 from facetrace.usecases.checklist import readiness_checklist
 from facetrace.usecases.records import workflow_for
-from facetrace.web import services
+from facetrace.web import audit_rows, services
 from facetrace.web.deps import web_router
 from facetrace.web.render import page
 
@@ -32,7 +32,8 @@ def dashboard(request: Request, actor: CurrentActor, service: ServiceDep):
     }
     if services.can_read(user):
         context["counts"] = services.queue_counts(service.db)
-        context["activity"] = services.recent_activity(service.db)
+        rows = services.recent_activity(service.db)
+        context["activity"] = audit_rows.add_links(service.db, rows, admin=user.has_role("admin"))
         with service.db.sessions() as session:
             approvers = workflow_for(service, actor).notifications.approver_roles(session)
         context["waiting"] = services.waiting_for(service.db, user, approvers)
