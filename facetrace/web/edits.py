@@ -13,9 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from fastapi.responses import Response
 from starlette.datastructures import FormData
 
+from facetrace.errors import FacetraceError
 from facetrace.web.deps import text
+from facetrace.web.render import redirect
 from facetrace.workflow.cases import MANUAL_CASE_STATUSES
 from facetrace.workflow.reports import MANUAL_REPORT_STATUSES
 
@@ -136,3 +139,26 @@ def form_values(
     if correction is not None and correction.target == target:
         return {**values_of(record), **correction.values}
     return values_of(record)
+
+
+def submit(
+    path: str,
+    form_key: str,
+    sent: dict[str, Any],
+    wanted: dict[str, Any],
+    update: Callable[[], object],
+    show_again: Callable[[Correction, int], Response],
+    done: str,
+) -> Response:
+    """Apply a correction form: nothing changed, a redirect to ``path`` saying so; else ``update()`` and a
+    redirect with the notice ``done``; a refusal (other than 403/404, which propagate) shows the page again
+    through ``show_again`` with the reason at the top and the form ``form_key`` as it was sent."""
+    if not wanted:
+        return redirect(path, "nothing_changed")
+    try:
+        update()
+    except FacetraceError as exc:
+        if exc.status in (403, 404):
+            raise
+        return show_again(Correction(form_key, sent, exc.message), exc.status)
+    return redirect(path, done)

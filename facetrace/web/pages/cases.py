@@ -8,7 +8,6 @@ from fastapi import Request
 from fastapi.responses import Response
 from starlette.datastructures import FormData
 
-from facetrace.errors import FacetraceError
 from facetrace.http.deps import ServiceDep
 from facetrace.http.roles import Reader, Recorder
 from facetrace.store.workflow_models import CASE_STATUSES, CONDITIONS
@@ -21,7 +20,7 @@ from facetrace.web.edits import Correction
 from facetrace.web.pages.records import RecordPages, install
 from facetrace.web.pdf import build_case_pdf
 from facetrace.web.photos import record_page_context
-from facetrace.web.render import page, redirect
+from facetrace.web.render import page
 
 router = web_router()
 
@@ -85,16 +84,15 @@ def correct_case(
     with the fields changed). A refusal shows the page again with the reason at the top and the input kept."""
     sent = edits.read_values(form, edits.CASE_FIELDS)
     wanted = edits.changes(edits.case_values(services.current_case(service.db, reference)), sent)
-    if not wanted:
-        return redirect(f"/cases/{quote_ref(reference)}", "nothing_changed")
-    try:
-        workflow_for(service, actor).cases.update_case(actor.user, reference, **wanted)
-    except FacetraceError as exc:
-        if exc.status in (403, 404):
-            raise
-        refused = Correction("record", sent, exc.message)
-        return show_page(request, actor, service, reference, status=exc.status, correction=refused)
-    return redirect(f"/cases/{quote_ref(reference)}", "case_updated")
+    return edits.submit(
+        f"/cases/{quote_ref(reference)}",
+        "record",
+        sent,
+        wanted,
+        lambda: workflow_for(service, actor).cases.update_case(actor.user, reference, **wanted),
+        lambda refused, status: show_page(request, actor, service, reference, status=status, correction=refused),
+        "case_updated",
+    )
 
 
 @router.get("/cases/{reference}/report.pdf")

@@ -154,16 +154,15 @@ def correct_report(
     with the fields changed). A refusal shows the page again with the reason at the top and the input kept."""
     sent = edits.read_values(form, edits.REPORT_FIELDS)
     wanted = edits.changes(edits.report_values(services.current_report(service.db, reference)), sent)
-    if not wanted:
-        return redirect(f"/reports/{quote_ref(reference)}", "nothing_changed")
-    try:
-        workflow_for(service, actor).reports.update_report(actor.user, reference, **wanted)
-    except FacetraceError as exc:
-        if exc.status in (403, 404):
-            raise
-        refused = Correction("record", sent, exc.message)
-        return show_page(request, actor, service, reference, status=exc.status, correction=refused)
-    return redirect(f"/reports/{quote_ref(reference)}", "report_updated")
+    return edits.submit(
+        f"/reports/{quote_ref(reference)}",
+        "record",
+        sent,
+        wanted,
+        lambda: workflow_for(service, actor).reports.update_report(actor.user, reference, **wanted),
+        lambda refused, status: show_page(request, actor, service, reference, status=status, correction=refused),
+        "report_updated",
+    )
 
 
 @router.post("/reports/{reference}/contacts/{contact_id}")
@@ -183,16 +182,15 @@ def correct_contact(
         raise NotFoundError(f"report {reference} has no contact {contact_id}")
     sent = edits.read_values(form, edits.CONTACT_FIELDS)
     wanted = edits.changes(edits.contact_values(contact), sent)
-    if not wanted:
-        return redirect(f"/reports/{quote_ref(reference)}", "nothing_changed")
-    try:
-        workflow_for(service, actor).reports.update_contact(actor.user, contact_id, **wanted)
-    except FacetraceError as exc:
-        if exc.status in (403, 404):
-            raise
-        refused = Correction(f"contact:{contact_id}", sent, exc.message)
-        return show_page(request, actor, service, reference, status=exc.status, correction=refused)
-    return redirect(f"/reports/{quote_ref(reference)}", "contact_updated")
+    return edits.submit(
+        f"/reports/{quote_ref(reference)}",
+        f"contact:{contact_id}",
+        sent,
+        wanted,
+        lambda: workflow_for(service, actor).reports.update_contact(actor.user, contact_id, **wanted),
+        lambda refused, status: show_page(request, actor, service, reference, status=status, correction=refused),
+        "contact_updated",
+    )
 
 
 def fields(values: dict[str, Any]) -> dict[str, Any]:
