@@ -81,6 +81,12 @@ class Settings(BaseSettings):
     ready_min_free_mb: int = 512  # GET /api/v1/ready fails below this much free disk in the data home
     # Identification workflow
     min_evidence_items: int = 1  # corroborating evidence items required before an identification is confirmed
+    # Reconciliation beyond the face (docs/reconciliation.md): the exclusion rules that apply (any of
+    # sex, age, height; "" for none) and their tolerances; which identification level may notify a family.
+    exclusion_rules: str = "sex,age,height"
+    exclusion_age_tolerance_years: float = Field(5.0, ge=0, le=50)
+    exclusion_height_tolerance_cm: float = Field(5.0, ge=0, le=100)
+    notify_level: Literal["confirmed", "preliminary"] = "confirmed"
     notification_max_attempts: int = 5  # delivery attempts after transient SMTP errors
     notification_stale_seconds: int = 900  # a message 'sending' this long is marked 'unknown', never resent
     smtp_timeout: float = 30.0

@@ -17,6 +17,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+import facetrace.store.reconciliation_models  # noqa: F401  (marks, effects, primary references)
 import facetrace.store.workflow_models  # noqa: F401  (every table joins Base.metadata: VACUUM names only known ones)
 from facetrace.config import get_settings
 from facetrace.crypto import Keyring

@@ -59,6 +59,10 @@ SPECS: tuple[SettingSpec, ...] = (
     SettingSpec("policy_fpir", "review", "Match threshold of searches: FPIR"),
     SettingSpec("min_evidence_items", "review", "Evidence items required before confirming"),
     SettingSpec("notification_approvers", "review", "Who may approve notifications"),
+    SettingSpec("notify_level", "review", "Identification level that may notify a family"),
+    SettingSpec("exclusion_rules", "reconciliation", "Exclusion rules that apply (sex, age, height; comma-separated)"),
+    SettingSpec("exclusion_age_tolerance_years", "reconciliation", "Age tolerance of the exclusion (years)"),
+    SettingSpec("exclusion_height_tolerance_cm", "reconciliation", "Height tolerance of the exclusion (cm)"),
 )
 KEYS = tuple(s.key for s in SPECS)
 SPEC = {s.key: s for s in SPECS}

@@ -47,9 +47,14 @@ REPORT_STATUSES = ("missing", "located_alive", "identified_deceased", "closed", 
 CASE_STATUSES = ("open", "under_review", "identified", "closed")
 CONDITIONS = ("deceased", "alive")
 LEAD_STATUSES = ("open", "under_review", "rejected", "identified", "withdrawn")
+# What produced a lead: the face alone; the face with secondary agreement (the face alone below the
+# threshold); marks and descriptors without any face (never a face match: flagged as such).
+LEAD_BASES = ("face", "face_and_secondary", "marks")
 DECISIONS = ("confirm", "reject", "inconclusive")
 EVIDENCE_KINDS = ("dna", "fingerprints", "dental", "documents", "personal_effects", "witness", "other")
-IDENTIFICATION_STATUSES = ("confirmed", "withdrawn")
+IDENTIFICATION_STATUSES = ("confirmed", "withdrawn")  # confirmed: standing (whatever its level)
+IDENTIFICATION_LEVELS = ("preliminary", "confirmed")
+CASE_KINDS = ("deceased", "living", "detained", "body_part")
 DUPLICATE_STATUSES = ("open", "merged", "dismissed")
 NOTIFICATION_KINDS = ("identification", "correction")
 # draft -> approved -> sending -> sent | failed (retried) | refused | unknown (needs an operator);
@@ -77,6 +82,8 @@ class Report(Base):
     name_key: Mapped[str] = mapped_column(Text, default="", server_default="", index=True)
     date_of_birth: Mapped[str | None] = mapped_column(String(10), nullable=True)  # YYYY, YYYY-MM or YYYY-MM-DD
     description: Mapped[str] = mapped_column(Text, default="")
+    # Structured descriptors (facetrace.workflow.reconcile.facts.Descriptors); {} : all unknown.
+    descriptors: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default="{}")
     status: Mapped[str] = mapped_column(String(30), default="missing", index=True)
     # Provenance: who reported, from which source, on which legal basis, with which consent.
     reported_by: Mapped[str] = mapped_column(String(300))
@@ -124,10 +131,15 @@ class Case(Base):
     __table_args__ = (
         CheckConstraint(_in("status", CASE_STATUSES), name="ck_cases_status"),
         CheckConstraint(_in("condition", CONDITIONS), name="ck_cases_condition"),
+        CheckConstraint(_in("kind", CASE_KINDS), name="ck_cases_kind"),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     reference: Mapped[str] = mapped_column(String(64), unique=True, index=True)
-    condition: Mapped[str] = mapped_column(String(20))
+    condition: Mapped[str] = mapped_column(String(20))  # follows the kind (deceased or alive)
+    kind: Mapped[str] = mapped_column(String(20), default="deceased", server_default="deceased")
+    # A body part re-associated with the case of the body it belongs to (erasing that case clears it).
+    parent_case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), nullable=True, index=True)
+    descriptors: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default="{}")
     found_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     found_place: Mapped[str] = mapped_column(String(500), default="")
     holding_organisation: Mapped[str] = mapped_column(String(300), default="")
@@ -158,6 +170,7 @@ class Lead(Base):
     __table_args__ = (
         UniqueConstraint("case_id", "report_id", name="uq_leads_case_report"),
         CheckConstraint(_in("status", LEAD_STATUSES), name="ck_leads_status"),
+        CheckConstraint(_in("basis", LEAD_BASES), name="ck_leads_basis"),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
@@ -180,6 +193,16 @@ class Lead(Base):
     case_quality: Mapped[float] = mapped_column(Float)
     report_quality: Mapped[float] = mapped_column(Float)
     flag: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Beyond the face (migration 0008). A "marks" lead has no face pair: its face columns hold
+    # score 0, FMR 1, empty boxes and quality 0, and every view shows its face as absent.
+    basis: Mapped[str] = mapped_column(String(20), default="face", server_default="face")
+    secondary: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # Agreement.to_dict()
+    adjusted_fpir: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # Reopened after a rejection: reviews up to this one no longer stand.
+    reopened_after_review_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    reopened_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    reopened_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    reopen_rationale: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
@@ -220,6 +243,7 @@ class Identification(Base):
     __tablename__ = "identifications"
     __table_args__ = (
         CheckConstraint(_in("status", IDENTIFICATION_STATUSES), name="ck_identifications_status"),
+        CheckConstraint(_in("level", IDENTIFICATION_LEVELS), name="ck_identifications_level"),
         # The two-person rule, in the database too.
         CheckConstraint("first_confirmed_by_id <> second_confirmed_by_id", name="ck_identifications_two_persons"),
         # One confirmed identification per case and per report; withdrawn ones do not count.
@@ -252,6 +276,12 @@ class Identification(Base):
     withdrawn_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
     withdrawn_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     withdrawal_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Preliminary (two examiners and secondary evidence) or confirmed (a primary identifier result, or
+    # an admin's recorded exception). Identifications from before migration 0008 stay confirmed.
+    level: Mapped[str] = mapped_column(String(20), default="preliminary", server_default="confirmed")
+    level_basis: Mapped[str | None] = mapped_column(Text, nullable=True)  # what made it confirmed
+    level_confirmed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    level_confirmed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class DuplicateFlag(Base):

@@ -27,11 +27,14 @@ from facetrace.workflow.smtp import deliver
 
 TLS_MODES = ("none", "starttls", "tls")
 APPROVERS = ("reviewer", "examiner_or_reviewer")
+NOTIFY_LEVELS = ("confirmed", "preliminary")
+EXCLUSION_RULES = ("sex", "age", "height")
 SECTIONS = (
     ("organisation", "Organisation"),
     ("smtp", "Mail server (SMTP)"),
     ("notifications", "Notifications"),
     ("review", "Review policy"),
+    ("reconciliation", "Reconciliation beyond the face"),
 )
 
 
@@ -62,6 +65,10 @@ class SettingsPatch(BaseModel):
     policy_fpir: float | None = Field(default=None, gt=0, lt=1)
     min_evidence_items: int | None = Field(default=None, ge=0, le=20)
     notification_approvers: Literal["reviewer", "examiner_or_reviewer", ""] | None = None
+    notify_level: Literal["confirmed", "preliminary", ""] | None = None
+    exclusion_rules: str | None = Field(default=None, max_length=100)
+    exclusion_age_tolerance_years: float | None = Field(default=None, ge=0, le=50)
+    exclusion_height_tolerance_cm: float | None = Field(default=None, ge=0, le=100)
 
 
 class SmtpTestIn(BaseModel):
@@ -86,6 +93,14 @@ def _checked(key: str, value: Any) -> Any:
         raise InvalidInput(f"smtp_sender: {value!r} is not an e-mail address (e.g. notify@example.org)")
     if key == "smtp_host" and any(c.isspace() for c in value):
         raise InvalidInput(f"smtp_host: {value!r} is not a host name")
+    if key == "exclusion_rules":
+        rules = [r.strip().lower() for r in value.split(",") if r.strip() and r.strip().lower() != "none"]
+        bad = [r for r in rules if r not in EXCLUSION_RULES]
+        if bad:
+            raise InvalidInput(
+                f"exclusion_rules: {', '.join(bad)}: the rules are {', '.join(EXCLUSION_RULES)} (or none)"
+            )
+        value = ",".join(dict.fromkeys(rules)) or "none"
     if key == "notification_languages":
         codes = [c.strip() for c in value.split(",") if c.strip()]
         bad = [c for c in codes if not LANGUAGE_RE.match(c)]

@@ -232,7 +232,13 @@ def case_view(case: Case) -> dict[str, Any]:
 
 
 def lead_view(lead: Lead) -> dict[str, Any]:
+    faceless = lead.basis == "marks"
     return {
+        "basis": lead.basis,
+        "adjusted_fpir": lead.adjusted_fpir,
+        "secondary": lead.secondary,
+        "reopened_at": iso(lead.reopened_at),
+        "reopen_rationale": lead.reopen_rationale,
         "id": lead.id,
         "case_id": lead.case_id,
         "report_id": lead.report_id,
@@ -244,13 +250,17 @@ def lead_view(lead: Lead) -> dict[str, Any]:
         "review_fpir": lead.review_fpir,
         "gallery_size": lead.gallery_size,
         "model_id": lead.model_id,
-        "case_face": {
+        "case_face": None
+        if faceless
+        else {
             "face_id": lead.case_face_id,
             "image_id": lead.case_image_id,
             "box": lead.case_box,
             "quality": round(lead.case_quality, 1),
         },
-        "report_face": {
+        "report_face": None
+        if faceless
+        else {
             "face_id": lead.report_face_id,
             "image_id": lead.report_image_id,
             "box": lead.report_box,
@@ -301,7 +311,20 @@ def identification_view(ident: Identification) -> dict[str, Any]:
         "withdrawn_by_id": ident.withdrawn_by_id,
         "withdrawn_at": iso(ident.withdrawn_at),
         "withdrawal_reason": ident.withdrawal_reason,
+        "level": ident.level,
+        "level_basis": ident.level_basis,
+        "level_confirmed_at": iso(ident.level_confirmed_at),
     }
+
+
+# Evidence kinds that are primary identifiers (INTERPOL DVI): a result of one makes an
+# identification confirmed rather than preliminary.
+PRIMARY_EVIDENCE = ("dna", "dental", "fingerprints")
+
+
+def may_notify(level: str, notify_level: str) -> bool:
+    """Whether an identification of ``level`` may notify a family under the policy ``notify_level``."""
+    return level == "confirmed" or notify_level == "preliminary"
 
 
 def duplicate_view(flag: DuplicateFlag) -> dict[str, Any]:

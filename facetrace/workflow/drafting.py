@@ -88,6 +88,10 @@ class Drafter:
                 "confirmed_on": confirmed.date().isoformat() if confirmed else None,
                 "withdrawn_on": withdrawn.date().isoformat() if withdrawn else None,
                 "evidence": kinds,
+                "level": ident.level,
+                "level_basis": ident.level_basis,
+                # Confirmed by a primary identifier result, not by an admin's exception.
+                "by_primary": ident.level == "confirmed" and not (ident.level_basis or "").startswith("exception"),
             },
             "organisation": {
                 "name": settings.organisation_name,

@@ -38,6 +38,7 @@ from facetrace.gallery import Gallery
 from facetrace.store.audit import append_event
 from facetrace.store.jobs import Job
 from facetrace.store.models import Face, Image, Meta, Person
+from facetrace.store.reconciliation_models import Effect, Mark, MarkPhoto, PrimaryReference
 from facetrace.store.workflow_models import (
     Case,
     CaseImage,
@@ -234,6 +235,11 @@ class Eraser:
             plan.records = [f"case:{row.id}", *(f"report:{r}" for r in sorted(reports))]
             plan.blockers = self._blockers(session, report_ids=[], case_ids=[row.id])
         image_ids = list(plan.case_images)
+        image_ids += session.execute(
+            select(MarkPhoto.image_id)
+            .join(Mark, Mark.id == MarkPhoto.mark_id)
+            .where(or_(Mark.report_id.in_(plan.reports), Mark.case_id.in_(plan.cases)))
+        ).scalars()
         if plan.persons:
             image_ids += session.execute(select(Image.id).where(Image.person_id.in_(plan.persons))).scalars()
         plan.image_ids = sorted(set(image_ids))
@@ -329,6 +335,11 @@ class Eraser:
         gone(update(Report).where(Report.person_id.in_(plan.persons)).values(person_id=None))
         counts["reports"] = gone(delete(Report).where(Report.id.in_(plan.reports)))
         gone(delete(CaseImage).where(CaseImage.image_id.in_(plan.image_ids)))
+        counts["mark_photos"] = gone(delete(MarkPhoto).where(MarkPhoto.image_id.in_(plan.image_ids)))
+        for model in (Mark, Effect, PrimaryReference):
+            on_record = or_(model.report_id.in_(plan.reports), model.case_id.in_(plan.cases))
+            counts[model.__tablename__] = gone(delete(model).where(on_record))
+        gone(update(Case).where(Case.parent_case_id.in_(plan.cases)).values(parent_case_id=None))
         counts["cases"] = gone(delete(Case).where(Case.id.in_(plan.cases)))
         counts["faces"] = gone(delete(Face).where(Face.id.in_(plan.all_faces)))
         counts["images"] = gone(delete(Image).where(Image.id.in_(plan.image_ids)))

@@ -26,6 +26,7 @@ from facetrace.store.workflow_models import (
 )
 from facetrace.workflow import queries
 from facetrace.workflow.common import (
+    PRIMARY_EVIDENCE,
     READ_ROLES,
     WITHDRAW_ROLES,
     case_view,
@@ -33,6 +34,7 @@ from facetrace.workflow.common import (
     evidence_view,
     identification_view,
     lead_view,
+    may_notify,
     notification_view,
     report_view,
     required_text,
@@ -40,6 +42,22 @@ from facetrace.workflow.common import (
 )
 from facetrace.workflow.context import WorkflowContext
 from facetrace.workflow.drafting import Drafter
+
+
+def primary_level(session: Session, lead_id: int) -> tuple[str, str | None]:
+    """Return the level a lead's evidence supports: ``("confirmed", basis)`` with a primary
+    identifier result (DNA, dental or fingerprint evidence), else ``("preliminary", None)``."""
+    primary = session.execute(
+        select(Evidence)
+        .where(Evidence.lead_id == lead_id, Evidence.kind.in_(PRIMARY_EVIDENCE))
+        .order_by(Evidence.id)
+        .limit(1)
+    ).scalar()
+    if primary is None:
+        return "preliminary", None
+    return "confirmed", f"{primary.kind} evidence {primary.id}" + (
+        f" ({primary.reference})" if primary.reference else ""
+    )
 
 
 class IdentificationService:
@@ -94,7 +112,12 @@ class IdentificationService:
                 raise ConflictError(
                     f"{ref} is already identified (identification {taken}); withdraw that identification first"
                 )
+        level, level_basis = primary_level(session, lead.id)
         ident = Identification(
+            level=level,
+            level_basis=level_basis,
+            level_confirmed_at=datetime.now(UTC) if level == "confirmed" else None,
+            level_confirmed_by_id=user.id if level == "confirmed" else None,
             lead_id=lead.id,
             case_id=case.id,
             report_id=report.id,
@@ -127,9 +150,72 @@ class IdentificationService:
                 "second_confirmed_by": names.get(second.reviewer_id),
                 "evidence_count": int(evidence),
                 "score": round(lead.score, 4),
+                "level": level,
             },
         )
-        return ident, self.drafter.draft_for_identification(session, user, ident)
+        return ident, self.notify_if_allowed(session, user, ident)
+
+    def notify_if_allowed(self, session: Session, user: User, ident: Identification) -> dict[str, Any]:
+        """Draft the family notifications of an identification when the policy lets its level notify
+        (``Settings.notify_level``); else draft nothing and say why under ``held``.
+
+        Returns what :meth:`Drafter.draft_for_identification` returns, with ``held`` (None or a reason).
+        """
+        notify_level = self.ctx.settings_in(session).notify_level
+        if not may_notify(ident.level, notify_level):
+            return {
+                "drafted": [],
+                "contacts_without_email": [],
+                "draft_errors": [],
+                "held": f"the identification is {ident.level}; the policy notifies families of confirmed "
+                "identifications only (a DNA, dental or fingerprint result, or an admin's recorded exception)",
+            }
+        return {**self.drafter.draft_for_identification(session, user, ident), "held": None}
+
+    def confirm_level(self, session: Session, user: User, ident: Identification, basis: str) -> dict[str, Any]:
+        """Raise a standing preliminary identification to confirmed (``basis`` says on what), audited,
+        and draft the notifications the policy now allows, in the caller's transaction.
+
+        Returns what :meth:`notify_if_allowed` returns.
+        """
+        ident.level = "confirmed"
+        ident.level_basis = basis
+        ident.level_confirmed_by_id = user.id
+        ident.level_confirmed_at = datetime.now(UTC)
+        self.ctx.audit(
+            session,
+            user,
+            "identification.level",
+            [
+                f"identification:{ident.id}",
+                f"lead:{ident.lead_id}",
+                f"case:{ident.case_id}",
+                f"report:{ident.report_id}",
+            ],
+            {"level": "confirmed", "basis": basis},
+        )
+        return self.notify_if_allowed(session, user, ident)
+
+    def confirm_by_exception(self, actor: User, identification_id: int, *, rationale: str) -> dict[str, Any]:
+        """Record an admin's exception: a preliminary identification becomes confirmed without a
+        primary identifier result (none can be had), with the rationale. Role: admin.
+
+        Returns ``{"identification", "notifications"}``.
+
+        Raises:
+            NotFoundError, InvalidInput (no rationale), ConflictError (withdrawn, already confirmed),
+            PermissionDenied.
+        """
+        why = required_text(rationale, "rationale")
+        with self.ctx.transaction(actor, "identification.level", [f"identification:{identification_id}"]) as session:
+            user = self.ctx.acting_user(session, actor, ("admin",), "confirming an identification by exception")
+            ident = queries.identification_by_id(session, identification_id, for_update=True)
+            if ident.status != "confirmed":
+                raise ConflictError(f"identification {ident.id} is withdrawn")
+            if ident.level == "confirmed":
+                raise ConflictError(f"identification {ident.id} is already confirmed")
+            notes = self.confirm_level(session, user, ident, f"exception recorded by {user.username}: {why}")
+            return {"identification": identification_view(ident), "notifications": notes}
 
     def list_identifications(self, actor: User, *, status: str | None = None) -> list[dict[str, Any]]:
         """Return identifications (newest first) with case and report references. Any role.

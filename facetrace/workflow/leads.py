@@ -49,13 +49,21 @@ class ReviewPolicy:
 
 @dataclass(frozen=True)
 class PairHit:
-    """The best pair of faces of one case and one (root) report: a lead if it is new."""
+    """The best pair of faces of one case and one (root) report, or a pair that only marks and
+    descriptors tie (``basis`` ``marks``: no faces, score 0): a lead if it is new.
+
+    ``secondary`` is the pair's agreement beyond the face (``Agreement.to_dict()``) and
+    ``adjusted_fpir`` the FPIR of face and agreement together (:mod:`facetrace.workflow.reconcile.agreement`).
+    """
 
     case_id: int
     report_id: int
     score: float
-    case_face_id: int
-    report_face_id: int
+    case_face_id: int | None
+    report_face_id: int | None
+    basis: str = "face"
+    secondary: dict[str, Any] | None = None
+    adjusted_fpir: float | None = None
 
 
 def _insert(session: Session, model: Any) -> Any:
@@ -79,30 +87,9 @@ def upsert_leads(
     calibration = ctx.gallery.calibration
     n = policy.gallery_size
     for hit in hits:
-        faces = {
-            f.id: f
-            for f in session.execute(select(Face).where(Face.id.in_([hit.case_face_id, hit.report_face_id]))).scalars()
-        }
-        case_face, report_face = faces.get(hit.case_face_id), faces.get(hit.report_face_id)
-        if case_face is None or report_face is None:
-            continue  # erased meanwhile
-        values: dict[str, Any] = {
-            "score": hit.score,
-            "fmr": calibration.fmr(hit.score),
-            "fpir": calibration.fpir(hit.score, n),
-            "threshold": float(policy.threshold),
-            "review_fpir": float(policy.review_fpir),
-            "gallery_size": n,
-            "model_id": case_face.model_id,
-            "case_face_id": case_face.id,
-            "report_face_id": report_face.id,
-            "case_image_id": case_face.image_id,
-            "report_image_id": report_face.image_id,
-            "case_box": list(case_face.box),
-            "report_box": list(report_face.box),
-            "case_quality": float(case_face.quality),
-            "report_quality": float(report_face.quality),
-        }
+        values = _lead_values(session, hit, policy, calibration)
+        if values is None:
+            continue  # a face erased meanwhile
         stmt = (
             _insert(session, Lead)
             .values(case_id=hit.case_id, report_id=hit.report_id, status="open", **values)
@@ -125,13 +112,15 @@ def upsert_leads(
                     "fpir": values["fpir"],
                     "threshold": round(values["threshold"], 4),
                     "gallery_size": n,
+                    "basis": hit.basis,
+                    **({"adjusted_fpir": hit.adjusted_fpir} if hit.adjusted_fpir is not None else {}),
                 },
             )
             continue
         lead = session.execute(
             select(Lead).where(Lead.case_id == hit.case_id, Lead.report_id == hit.report_id)
         ).scalar_one()
-        if lead.status == "open" and hit.score > lead.score + 1e-6:
+        if lead.status == "open" and _better(hit, lead):
             before = lead.score
             for key, value in values.items():
                 setattr(lead, key, value)
@@ -146,6 +135,70 @@ def upsert_leads(
         else:
             unchanged.append(lead.id)
     return {"created": created, "updated": updated, "unchanged": unchanged}
+
+
+def _better(hit: PairHit, lead: Lead) -> bool:
+    """Whether a new hit on an open lead's pair is stronger: a better face pair, or (same basis) a
+    lower adjusted FPIR after new descriptors or marks."""
+    if hit.basis != "marks" and lead.basis == "marks":
+        return True  # a face appeared: the pair is now a face lead
+    if hit.basis != "marks" and hit.score > lead.score + 1e-6:
+        return True
+    return (
+        hit.adjusted_fpir is not None
+        and lead.adjusted_fpir is not None
+        and hit.basis == lead.basis
+        and hit.adjusted_fpir < lead.adjusted_fpir * 0.999
+    )
+
+
+def _lead_values(session: Session, hit: PairHit, policy: ReviewPolicy, calibration: Any) -> dict[str, Any] | None:
+    """Return a lead's columns for ``hit`` (None when one of its faces was erased meanwhile)."""
+    n = policy.gallery_size
+    common: dict[str, Any] = {
+        "threshold": float(policy.threshold),
+        "review_fpir": float(policy.review_fpir),
+        "gallery_size": n,
+        "basis": hit.basis,
+        "secondary": hit.secondary,
+        "adjusted_fpir": hit.adjusted_fpir,
+    }
+    if hit.basis == "marks":  # no face pair: the face columns say so (see Lead)
+        return {
+            **common,
+            "score": 0.0,
+            "fmr": 1.0,
+            "fpir": 1.0,
+            "model_id": "",
+            "case_face_id": None,
+            "report_face_id": None,
+            "case_image_id": None,
+            "report_image_id": None,
+            "case_box": [],
+            "report_box": [],
+            "case_quality": 0.0,
+            "report_quality": 0.0,
+        }
+    ids = [hit.case_face_id, hit.report_face_id]
+    faces = {f.id: f for f in session.execute(select(Face).where(Face.id.in_(ids))).scalars()}
+    case_face, report_face = faces.get(hit.case_face_id or -1), faces.get(hit.report_face_id or -1)
+    if case_face is None or report_face is None:
+        return None
+    return {
+        **common,
+        "score": hit.score,
+        "fmr": calibration.fmr(hit.score),
+        "fpir": calibration.fpir(hit.score, n),
+        "model_id": case_face.model_id,
+        "case_face_id": case_face.id,
+        "report_face_id": report_face.id,
+        "case_image_id": case_face.image_id,
+        "report_image_id": report_face.image_id,
+        "case_box": list(case_face.box),
+        "report_box": list(report_face.box),
+        "case_quality": float(case_face.quality),
+        "report_quality": float(report_face.quality),
+    }
 
 
 def upsert_duplicates(

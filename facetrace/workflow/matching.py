@@ -9,6 +9,7 @@ of its two records changed last, and re-running finds the same pairs (see
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,8 +17,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from facetrace.errors import ConflictError
+from facetrace.gallery.calibration import fpir_from_fmr
 from facetrace.store.accounts import User
 from facetrace.store.models import Face
+from facetrace.store.reconciliation_models import Mark as MarkRow
 from facetrace.store.workflow_models import DUPLICATE_STATUSES, Case, CaseImage, DuplicateFlag, Lead, Report
 from facetrace.workflow import queries
 from facetrace.workflow.common import (
@@ -25,6 +28,7 @@ from facetrace.workflow.common import (
     MERGE_ROLES,
     OPEN_CASE_STATUSES,
     READ_ROLES,
+    REVIEW_ROLES,
     InvalidInput,
     check_choice,
     duplicate_view,
@@ -34,8 +38,19 @@ from facetrace.workflow.common import (
 from facetrace.workflow.context import WorkflowContext
 from facetrace.workflow.face_search import search_stored_faces
 from facetrace.workflow.leads import PairHit, ReviewPolicy, upsert_duplicates, upsert_leads
+from facetrace.workflow.reconcile.agreement import adjusted_fmr
+from facetrace.workflow.reconcile.records import (
+    RecordFacts,
+    agreement_of,
+    case_facts,
+    excluded_by,
+    exclusion_rules,
+    report_facts,
+)
+from facetrace.workflow.reconcile.rules import Exclusion
 
 SEARCH_TOP_K = 50  # candidates per case face; far more than ever pass the review threshold
+MAX_TOP_K = 1000  # with the excluded reports on top (they are dropped after the search)
 
 
 class MatchingService:
@@ -54,12 +69,22 @@ class MatchingService:
         return ReviewPolicy.for_gallery(self.gallery, self.ctx.current_settings().review_fpir, gallery_size)
 
     # -- searches -----------------------------------------------------------------------------
-    def _case_hits(self, case_id: int) -> tuple[list[PairHit], ReviewPolicy]:
-        """Search the faces of an open case in the gallery; return the best hit per root report."""
+    def _case_hits(self, case_id: int, *, widen: bool = False) -> tuple[list[PairHit], ReviewPolicy]:
+        """Search an open case against the reports its recorded facts do not rule out (all of them
+        when ``widen``); return the pairs that pass the review policy, one per root report.
+
+        Face leads: the case's faces searched in the gallery, the threshold that of the review FPIR
+        over the *compatible* gallery (fewer candidates, a lower threshold). A pair also becomes a
+        lead when the face with the pair's agreement beyond it passes (``face_and_secondary``). A
+        case without a usable face gets leads from its marks (``marks``). See
+        :mod:`facetrace.workflow.reconcile.agreement` for the rule.
+        """
         with self.ctx.db.sessions() as session:
             case = session.get(Case, case_id)
             if case is None or case.status not in OPEN_CASE_STATUSES:
                 return [], self._policy(self.gallery.gallery_size())
+            facts = case_facts(session, case)
+            excluded = {} if widen else self._excluded(session, facts)
             rows = list(
                 session.execute(
                     select(Face)
@@ -68,28 +93,108 @@ class MatchingService:
                     .order_by(Face.id)
                 ).scalars()
             )
+            excluded_persons = self._persons_with_faces(session, list(excluded))
             if not rows:
-                return [], self._policy(self.gallery.gallery_size())
-            found = search_stored_faces(self.gallery, rows, SEARCH_TOP_K)
-            policy = self._policy(found.gallery_size)
-            best: dict[int, PairHit] = {}  # person id -> best hit
+                n = max(1, self.gallery.gallery_size() - excluded_persons)
+                return self._marks_hits(session, case_id, facts, excluded, n), self._policy(n)
+            found = search_stored_faces(self.gallery, rows, min(SEARCH_TOP_K + len(excluded), MAX_TOP_K))
+            policy = self._policy(max(1, found.gallery_size - excluded_persons))
+            best: dict[int, PairHit] = {}  # person id -> best face pair
             for row, candidates in zip(rows, found.candidates, strict=True):
                 for cand in candidates:
-                    if cand.score < policy.threshold:
-                        continue
                     if cand.person_id not in best or cand.score > best[cand.person_id].score:
                         best[cand.person_id] = PairHit(case_id, 0, cand.score, row.id, cand.face_id)
             if not best:
                 return [], policy
             reports = session.execute(select(Report).where(Report.person_id.in_(best))).scalars().all()
             by_root: dict[int, PairHit] = {}
+            roots: dict[int, Report] = {}
             for report in reports:
                 assert report.person_id is not None
                 root = queries.root_report(session, report)
+                if root.id in excluded:
+                    continue
                 hit = best[report.person_id]
                 if root.id not in by_root or hit.score > by_root[root.id].score:
+                    roots[root.id] = root
                     by_root[root.id] = PairHit(case_id, root.id, hit.score, hit.case_face_id, hit.report_face_id)
-            return list(by_root.values()), policy
+            return self._passing(session, facts, list(by_root.values()), roots, policy), policy
+
+    def _passing(
+        self,
+        session: Session,
+        facts: RecordFacts,
+        hits: list[PairHit],
+        roots: dict[int, Report],
+        policy: ReviewPolicy,
+    ) -> list[PairHit]:
+        """Return the face pairs that pass: the face alone, or the face with the agreement beyond it."""
+        calibration = self.gallery.calibration
+        report_facts_by_id = report_facts(session, list(roots.values()))
+        out = []
+        for hit in hits:
+            secondary = agreement_of(report_facts_by_id[hit.report_id], facts)
+            fmr = adjusted_fmr(calibration.fmr(hit.score), secondary)
+            fpir = fpir_from_fmr(fmr, policy.gallery_size)
+            if hit.score >= policy.threshold:
+                basis = "face"  # never dropped for a soft disagreement: only an exclusion rule removes a pair
+            elif fpir <= policy.review_fpir:
+                basis = "face_and_secondary"
+            else:
+                continue
+            out.append(replace(hit, basis=basis, secondary=secondary.to_dict(), adjusted_fpir=fpir))
+        return out
+
+    def _marks_hits(
+        self, session: Session, case_id: int, facts: RecordFacts, excluded: dict[int, list[Exclusion]], n: int
+    ) -> list[PairHit]:
+        """Return the reports that a faceless case's marks (with its descriptors) lead to."""
+        if not facts.marks:
+            return []
+        policy = self._policy(n)
+        report_ids = set(session.execute(select(MarkRow.report_id).where(MarkRow.report_id.is_not(None))).scalars())
+        roots: dict[int, Report] = {}
+        for report in session.execute(select(Report).where(Report.id.in_(report_ids))).scalars():
+            root = queries.root_report(session, report)
+            if root.id not in excluded:
+                roots.setdefault(root.id, root)
+        out = []
+        for root_id, rfacts in report_facts(session, list(roots.values())).items():
+            secondary = agreement_of(rfacts, facts)
+            fpir = fpir_from_fmr(adjusted_fmr(None, secondary), n)
+            if secondary.marks and fpir <= policy.review_fpir:
+                out.append(PairHit(case_id, root_id, 0.0, None, None, "marks", secondary.to_dict(), fpir))
+        return out
+
+    def _excluded(self, session: Session, case: RecordFacts) -> dict[int, list[Exclusion]]:
+        """Return the root reports that the case's recorded facts rule out, with the rules that do."""
+        rules = exclusion_rules(self.ctx.settings_in(session))
+        if not case.descriptors.known():
+            return {}
+        stmt = select(Report).where(Report.status != "merged")
+        reports = list(session.execute(stmt).scalars())
+        out: dict[int, list[Exclusion]] = {}
+        for report_id, rfacts in report_facts(session, reports).items():
+            found = excluded_by(rfacts, case, rules)
+            if found:
+                out[report_id] = found
+        return out
+
+    @staticmethod
+    def _persons_with_faces(session: Session, report_ids: list[int]) -> int:
+        """Return how many gallery persons (with a face) the reports and those merged into them hold."""
+        if not report_ids:
+            return 0
+        families = [r for root in report_ids for r in queries.merged_family(session, root)]
+        persons = queries.family_person_ids(session, families)
+        if not persons:
+            return 0
+        count = session.execute(select(func.count(func.distinct(Face.person_id))).where(Face.person_id.in_(persons)))
+        return int(count.scalar() or 0)
+
+    def exclusions_for_case(self, session: Session, case: Case) -> dict[int, list[Exclusion]]:
+        """Return the root reports a case's recorded facts rule out (by report id), with the rules."""
+        return self._excluded(session, case_facts(session, case))
 
     def _report_hits(self, report_id: int) -> tuple[list[PairHit], ReviewPolicy]:
         """Find the open cases that lead to a report: each open case with faces is searched in the
@@ -101,15 +206,16 @@ class MatchingService:
             if report is None:
                 return [], self._policy(self.gallery.gallery_size())
             root_id = queries.root_report(session, report).id
-            if not self._family_faces(session, root_id):
+            has_marks = session.execute(select(MarkRow.id).where(MarkRow.report_id == root_id).limit(1)).scalar()
+            if not self._family_faces(session, root_id) and has_marks is None:
                 return [], self._policy(self.gallery.gallery_size())
+            with_photos = select(CaseImage.case_id)
+            with_marks = select(MarkRow.case_id).where(MarkRow.case_id.is_not(None))
             case_ids = list(
                 session.execute(
-                    select(CaseImage.case_id)
-                    .join(Case, Case.id == CaseImage.case_id)
-                    .where(Case.status.in_(OPEN_CASE_STATUSES))
-                    .distinct()
-                    .order_by(CaseImage.case_id)
+                    select(Case.id)
+                    .where(Case.status.in_(OPEN_CASE_STATUSES), Case.id.in_(with_photos.union(with_marks)))
+                    .order_by(Case.id)
                 ).scalars()
             )
         hits: list[PairHit] = []
@@ -168,13 +274,14 @@ class MatchingService:
             return sorted(out.items()), policy
 
     # -- matching one record now --------------------------------------------------------------
-    def match_case_by_id(self, actor: User | None, case_id: int) -> dict[str, Any]:
-        """Search a case (by database id) against all reports and write the leads, for a service
-        that has just changed it (no role check: the caller checked).
+    def match_case_by_id(self, actor: User | None, case_id: int, *, widen: bool = False) -> dict[str, Any]:
+        """Search a case (by database id) against the compatible reports (all of them when
+        ``widen``: exclusions ignored) and write the leads, for a service that has just changed it
+        (no role check: the caller checked).
 
         Returns the policy and ``{"leads": {"created", "updated", "unchanged"}}``.
         """
-        hits, policy = self._case_hits(case_id)
+        hits, policy = self._case_hits(case_id, widen=widen)
         with self.ctx.db.session() as session:
             user = self.ctx.reread_user(session, actor)
             leads = upsert_leads(self.ctx, session, user, hits, policy)
@@ -198,17 +305,32 @@ class MatchingService:
         return {**policy.rounded(), "leads": leads, "duplicates_flagged": flagged}
 
     # -- public matching ----------------------------------------------------------------------
-    def match_case(self, actor: User, reference: str | int) -> dict[str, Any]:
-        """Search a case against all reports again; return the leads created, raised or unchanged.
-        Idempotent. Role: intake, examiner or reviewer.
+    def match_case(self, actor: User, reference: str | int, *, widen: bool = False) -> dict[str, Any]:
+        """Search a case against the reports its facts do not rule out again; return the leads
+        created, raised or unchanged. ``widen``: search all reports, exclusions ignored (an
+        examiner's decision, audited as ``case.match_widened`` with the exclusions it overrode).
+        Idempotent. Role: intake, examiner or reviewer (widening: examiner or reviewer).
 
         Raises:
             NotFoundError, PermissionDenied.
         """
         with self.ctx.transaction(actor, "case.match", [f"case:{reference}"]) as session:
-            self.ctx.acting_user(session, actor, MATCH_ROLES, "matching a case")
-            case_id = queries.case_by_reference(session, reference).id
-        return self.match_case_by_id(actor, case_id)
+            roles = REVIEW_ROLES if widen else MATCH_ROLES
+            user = self.ctx.acting_user(
+                session, actor, roles, "widening a case's search" if widen else "matching a case"
+            )
+            case = queries.case_by_reference(session, reference)
+            case_id = case.id
+            if widen:
+                overridden = self.exclusions_for_case(session, case)
+                self.ctx.audit(
+                    session,
+                    user,
+                    "case.match_widened",
+                    [f"case:{case.id}", *(f"report:{r}" for r in sorted(overridden))],
+                    {"exclusions_ignored": {str(r): [e.rule for e in ex] for r, ex in sorted(overridden.items())}},
+                )
+        return {**self.match_case_by_id(actor, case_id, widen=widen), "widened": widen}
 
     def match_report(self, actor: User, reference: str | int) -> dict[str, Any]:
         """Search a report against all open cases (and other reports, for duplicates) again.

@@ -22,6 +22,7 @@ from facetrace.store.workflow_models import (
     NOTIFICATION_STATUSES,
     CaseImage,
     Contact,
+    Identification,
     Notification,
     NotificationAttempt,
     Report,
@@ -35,6 +36,7 @@ from facetrace.workflow.common import (
     InvalidInput,
     attempt_view,
     check_choice,
+    may_notify,
     notification_view,
     required_text,
 )
@@ -76,6 +78,7 @@ class NotificationService:
                 raise InvalidInput(f"contact {contact.id} has no e-mail address")
             if ident.status == "confirmed":
                 kind, corrects = "identification", None
+                self._check_level(session, ident)
             else:
                 kind = "correction"
                 corrects = session.execute(
@@ -138,6 +141,8 @@ class NotificationService:
             ident = queries.identification_by_id(session, note.identification_id)
             if note.kind == "identification" and ident.status != "confirmed":
                 raise ConflictError(f"identification {ident.id} was withdrawn; this notification cannot be sent")
+            if note.kind == "identification":
+                self._check_level(session, ident)
             images = sorted(set(include_images or []))
             if images:
                 allowed = set(
@@ -161,6 +166,14 @@ class NotificationService:
                 {"attachments": images, "photos_included": bool(images)},
             )
             return notification_view(note)
+
+    def _check_level(self, session: Session, ident: Identification) -> None:
+        """Refuse to tell a family of an identification whose level the policy does not let notify."""
+        if not may_notify(ident.level, self.ctx.settings_in(session).notify_level):
+            raise PolicyError(
+                f"identification {ident.id} is preliminary: the policy notifies families of confirmed "
+                "identifications only (record a DNA, dental or fingerprint result, or an admin's exception)"
+            )
 
     def approver_roles(self, session: Session) -> tuple[str, ...]:
         """Return the roles that may approve a notification under the review policy now."""

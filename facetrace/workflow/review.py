@@ -32,6 +32,7 @@ from facetrace.store.workflow_models import (
 from facetrace.workflow import queries
 from facetrace.workflow.blind import blind_lead
 from facetrace.workflow.common import (
+    PRIMARY_EVIDENCE,
     READ_ROLES,
     REVIEW_ROLES,
     SECOND_CONFIRM_ROLE,
@@ -228,4 +229,12 @@ class ReviewService:
             session.add(item)
             session.flush()
             self.ctx.audit(session, user, "evidence.add", [f"evidence:{item.id}", f"lead:{lead.id}"], {"kind": kind})
-            return evidence_view(item, user.username)
+            view = evidence_view(item, user.username)
+            ident = session.execute(
+                select(Identification).where(Identification.lead_id == lead.id, Identification.status == "confirmed")
+            ).scalar()
+            if ident is not None and ident.level == "preliminary" and kind in PRIMARY_EVIDENCE:
+                basis = f"{kind} evidence {item.id}" + (f" ({ref})" if ref else "")
+                notes = self.identifications.confirm_level(session, user, ident, basis)
+                view["identification"] = {**identification_view(ident), "notifications": notes}
+            return view

@@ -195,6 +195,7 @@ def test_photos_are_attached_only_when_the_approver_includes_them(
     image_id = case["photos"]["added"][0]["image_id"]
     lead = insert_lead(wf, case["case"]["id"], report["report"]["id"])
     wf.reviews.add_evidence(users["olena"], lead, kind="witness", description="She told us her name once awake")
+    wf.reviews.add_evidence(users["olena"], lead, kind="fingerprints", description="Prints match", reference="AFIS-7")
     wf.reviews.review_lead(users["olena"], lead, decision="confirm", rationale="Match")
     drafted = wf.reviews.review_lead(users["petro"], lead, decision="confirm", rationale="Match")["notifications"][
         "drafted"
@@ -260,7 +261,7 @@ def test_operator_templates_override_and_html_is_escaped(
         contacts=[{"name": "Ann & Co", "relation": "lawyer", "email": "ann@law.example", "language": "de"}],
     )
     fresh = Workflow(wf.gallery)  # templates are read when a workflow first renders
-    wf.reviews.add_evidence(users["olena"], world.lead_id, kind="documents", description="Papers")
+    wf.reviews.add_evidence(users["olena"], world.lead_id, kind="dental", description="Dental records match")
     fresh.reviews.review_lead(users["olena"], world.lead_id, decision="confirm", rationale="Match")
     (nid,) = fresh.reviews.review_lead(users["petro"], world.lead_id, decision="confirm", rationale="Match")[
         "notifications"

@@ -109,12 +109,12 @@ def test_a_saved_change_applies_to_the_next_notification_without_restart(
 
 
 def test_the_saved_review_policy_applies_at_once(wf: Workflow, users: dict[str, User], smtp: Inbox) -> None:
-    save(wf, **mail_settings(smtp), review_fpir=0.05, min_evidence_items=2)
+    save(wf, **mail_settings(smtp), review_fpir=0.05, min_evidence_items=3)
     assert wf.matching.review_threshold()["review_fpir"] == 0.05
     world = make_world(wf, users)
-    with pytest.raises(PolicyError, match="at least 2"):
-        identify(wf, users, world)
-    save(wf, min_evidence_items=1)
+    with pytest.raises(PolicyError, match="at least 3"):
+        identify(wf, users, world)  # two items: a passport and a DNA report
+    save(wf, min_evidence_items=2)
     assert wf.reviews.review_lead(users["petro"], world.lead_id, decision="confirm", rationale="Agree")[
         "identification"
     ]

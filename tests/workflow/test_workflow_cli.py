@@ -72,7 +72,7 @@ def test_the_identification_flow_from_the_shell(cli: Callable[..., Any], smtp: I
     )  # fmt: skip
     (lead_id,) = case["matching"]["leads"]["created"]
 
-    cli("lead", "evidence", str(lead_id), "--as", "olena", "--kind", "documents", "--description", "Passport")
+    cli("lead", "evidence", str(lead_id), "--as", "olena", "--kind", "dna", "--description", "DNA match report")
     first = cli("lead", "review", str(lead_id), "--as", "olena", "--decision", "confirm", "--rationale", "Match")
     assert first["identification"] is None
     second = cli("lead", "review", str(lead_id), "--as", "petro", "--decision", "confirm", "--rationale", "Agree")

@@ -154,8 +154,12 @@ def make_world(
 
 
 def identify(wf: Workflow, users: dict[str, User], world: World) -> dict[str, Any]:
-    """Confirm the world's lead with evidence by olena (examiner) then petro (reviewer)."""
+    """Confirm the world's lead with evidence by olena (examiner) then petro (reviewer): a passport and a
+    DNA match report, so the identification is *confirmed* and the default policy notifies the family."""
     wf.reviews.add_evidence(users["olena"], world.lead_id, kind="documents", description="Passport found with the body")
+    wf.reviews.add_evidence(
+        users["olena"], world.lead_id, kind="dna", description="DNA match report", reference="LAB-2026-0141"
+    )
     wf.reviews.review_lead(users["olena"], world.lead_id, decision="confirm", rationale="Same scar, same face")
     return wf.reviews.review_lead(
         users["petro"], world.lead_id, decision="confirm", rationale="Agree; passport matches"

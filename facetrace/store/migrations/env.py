@@ -12,6 +12,7 @@ import facetrace.store.jobs  # noqa: F401
 from facetrace.store.models import Base
 
 with contextlib.suppress(ImportError):  # being written
+    import facetrace.store.reconciliation_models  # noqa: F401  (marks, effects, primary references)
     import facetrace.store.workflow_models  # noqa: F401
 
 config = context.config

@@ -20,10 +20,16 @@ from facetrace.web.deps import FormDep, text, web_router
 from facetrace.web.render import page, redirect
 
 router = web_router()
-CHOICES = {"smtp_tls": org_settings.TLS_MODES, "notification_approvers": org_settings.APPROVERS}
+CHOICES = {
+    "smtp_tls": org_settings.TLS_MODES,
+    "notification_approvers": org_settings.APPROVERS,
+    "notify_level": org_settings.NOTIFY_LEVELS,
+}
 APPROVER_LABELS = {
     "reviewer": "reviewers (not the drafter)",
     "examiner_or_reviewer": "examiners and reviewers (not the drafter)",
+    "confirmed": "confirmed only (a primary identifier result)",
+    "preliminary": "preliminary too (two examiners and secondary evidence)",
 }
 
 
