@@ -30,6 +30,7 @@ from facetrace.api.routers import (
     jobs,
     org_settings,
     persons,
+    reconciliation,
     search,
     search_history,
     system,
@@ -61,6 +62,7 @@ API_ROUTERS = (
     jobs,
     audit,
     workflow,
+    reconciliation,
     exports,
     search_history,
 )

@@ -23,6 +23,8 @@ Role = Literal["admin", "intake", "examiner", "reviewer", "auditor"]
 ReportStatus = Literal["missing", "located_alive", "identified_deceased", "closed", "merged"]
 CaseStatus = Literal["open", "under_review", "identified", "closed"]
 Condition = Literal["deceased", "alive"]
+LeadBasis = Literal["face", "face_and_secondary", "marks"]
+IdentificationLevel = Literal["preliminary", "confirmed"]
 LeadStatus = Literal["open", "under_review", "rejected", "identified", "withdrawn"]
 Decision = Literal["confirm", "reject", "inconclusive"]
 EvidenceKind = Literal["dna", "fingerprints", "dental", "documents", "personal_effects", "witness", "other"]
@@ -470,11 +472,16 @@ class LeadView(BaseModel):
     review_fpir: float
     gallery_size: int
     model_id: str
-    case_face: LeadFace
-    report_face: LeadFace
+    case_face: LeadFace | None = Field(description="Null for a lead raised by marks alone.")
+    report_face: LeadFace | None = Field(description="Null for a lead raised by marks alone.")
     flag: str | None
     created_at: str
     updated_at: str
+    basis: LeadBasis = Field(description="What raised it: the face, the face with secondary agreement, or marks.")
+    adjusted_fpir: float | None = Field(description="The FPIR adjusted by the secondary agreement, or null.")
+    secondary: dict[str, Any] | None = Field(description="The agreement beyond the face when it was raised.")
+    reopened_at: str | None
+    reopen_rationale: str | None
 
 
 class LeadListItem(LeadView):
@@ -523,6 +530,9 @@ class IdentificationView(BaseModel):
     withdrawn_by_id: int | None
     withdrawn_at: str | None
     withdrawal_reason: str | None
+    level: IdentificationLevel = Field(description="preliminary, or confirmed by a primary identifier.")
+    level_basis: str | None
+    level_confirmed_at: str | None
 
 
 class IdentificationListItem(IdentificationView):
@@ -619,6 +629,12 @@ class CaseMatching(BaseModel):
     gallery_size: int
     threshold: float
     leads: LeadChanges
+
+
+class CaseMatched(CaseMatching):
+    """A case searched on request; ``widened``: past the exclusions its facts give."""
+
+    widened: bool
 
 
 class ReportMatching(CaseMatching):

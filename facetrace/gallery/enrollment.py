@@ -33,7 +33,7 @@ from facetrace.gallery.sources import EnrollItem
 from facetrace.store.db import Database
 from facetrace.store.media import MediaStore, sha256_bytes
 from facetrace.store.models import Face, Image, Person
-from facetrace.vision.decode import ImageInput, image_width_height
+from facetrace.vision.decode import ImageInput, decode_image, image_width_height
 from facetrace.vision.parallel import analyze_images
 from facetrace.vision.pipeline import Face as DetectedFace
 
@@ -324,6 +324,28 @@ class Enroller:
         # A search in another thread may already have synced this face in from the database.
         self.keeper.add_enrolled(face_id, person_id, face.embedding)
         return None
+
+    def store_plain_image(self, session: Session, image: ImageInput) -> int:
+        """Store an image that holds no face to search (a photo of a tattoo or a scar) in the caller's
+        transaction: decoded in full first (a corrupt file or a decompression bomb is refused), then
+        the media file and an image record with no person and no face. Return the image id.
+
+        Raises:
+            ImageError: the data is not a usable image.
+        """
+        decode_image(image.data, name=image.name)
+        media = self.put_media(image)
+        row = Image(
+            person_id=None,
+            sha256=sha256_bytes(image.data),
+            media_path=media.path,
+            original_name=image.name[:500],
+            width=media.width,
+            height=media.height,
+        )
+        session.add(row)
+        session.flush()
+        return row.id
 
     def put_media(self, image: ImageInput) -> StoredMedia:
         """Write ``image`` to the media folder; return where, with its stored pixel size.

@@ -214,6 +214,14 @@ class Gallery:
         """
         return self.enroller.store_case_image(session, image, face, digest=digest)
 
+    def store_plain_image(self, session: Session, image: ImageInput) -> int:
+        """Store an image with no face to search (a mark's photo) in the caller's transaction; return its id.
+
+        Raises:
+            ImageError: the data is not a usable image.
+        """
+        return self.enroller.store_plain_image(session, image)
+
     # -- search -----------------------------------------------------------------------------
     def gallery_size(self) -> int:
         """Return the number of persons with at least one template of the current model."""

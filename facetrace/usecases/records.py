@@ -92,11 +92,18 @@ class RecordKind:
             return wf.reports.add_report_photos(actor.user, reference, photos)
         return wf.cases.add_case_photos(actor.user, reference, photos)
 
-    def match(self, wf: Workflow, actor: Actor, reference: str) -> dict[str, Any]:
-        """Search a record again (idempotent); return the leads found."""
+    def match(self, wf: Workflow, actor: Actor, reference: str, *, widen: bool = False) -> dict[str, Any]:
+        """Search a record again (idempotent); return the leads found. ``widen`` (cases only): search
+        past the exclusions the case's facts give (an examiner's or reviewer's decision, audited).
+
+        Raises:
+            InvalidRequest: ``widen`` for a report.
+        """
         if self.name == "report":
+            if widen:
+                raise InvalidRequest("widen: only a case's search can be widened")
             return wf.matching.match_report(actor.user, reference)
-        return wf.matching.match_case(actor.user, reference)
+        return wf.matching.match_case(actor.user, reference, widen=widen)
 
 
 REPORT = RecordKind("report")

@@ -116,6 +116,8 @@ def check_date_of_birth(value: str | None) -> str | None:
         date(parts[0], parts[1] if len(parts) > 1 else 1, parts[2] if len(parts) > 2 else 1)
     except ValueError:
         raise InvalidInput(f"date of birth {text!r} is not a real date") from None
+    if parts[0] > date.today().year or text > date.today().isoformat()[: len(text)]:
+        raise InvalidInput(f"date of birth {text!r} is in the future")
     return text
 
 

@@ -166,7 +166,8 @@ class ReviewService:
                 raise ConflictError(
                     f"report {report.reference} was merged into another report; review that report's lead instead"
                 )
-            latest = _standing(queries.reviews_of(session, lead.id))
+            since = lead.reopened_after_review_id or 0  # reviews before a reopening no longer stand
+            latest = _standing([r for r in queries.reviews_of(session, lead.id) if r.id > since])
             mine = latest.get(user.id)
             if decision == "confirm" and mine is not None and mine.decision == "confirm":
                 raise PolicyError(

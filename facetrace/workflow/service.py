@@ -12,6 +12,7 @@ from facetrace.workflow.identifications import IdentificationService
 from facetrace.workflow.matching import MatchingService
 from facetrace.workflow.notify import NotificationService
 from facetrace.workflow.outbox import Outbox
+from facetrace.workflow.reconciliation import ReconciliationService
 from facetrace.workflow.record_erasure import ErasureService
 from facetrace.workflow.reports import ReportService
 from facetrace.workflow.review import ReviewService
@@ -27,7 +28,9 @@ class Workflow:
     - ``identifications``: identifications (established by a review, withdrawn);
     - ``notifications``: drafting, approval, cancellation of family notifications;
     - ``outbox``: sending them (at most once) and resolving deliveries of unknown outcome;
-    - ``erasure``: erasing reports and cases.
+    - ``erasure``: erasing reports and cases;
+    - ``reconciliation``: descriptors, marks, effects and primary references; exclusions, agreement,
+      search without a face, reopening rejected leads.
 
     Every public method of a service takes the acting :class:`facetrace.store.accounts.User`,
     runs in its own transaction with its audit events, and returns JSON-ready dicts.
@@ -45,6 +48,7 @@ class Workflow:
         self.notifications = NotificationService(ctx, drafter)
         self.outbox = Outbox(ctx)
         self.erasure = ErasureService(ctx)
+        self.reconciliation = ReconciliationService(ctx, self.matching)
 
     @property
     def gallery(self) -> Gallery:

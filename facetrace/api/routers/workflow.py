@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 from facetrace.api.schemas import (
     CaseDetail,
     CaseListItem,
-    CaseMatching,
+    CaseMatched,
     CasePhotosAdded,
     CaseUpdated,
     ContactView,
@@ -367,10 +367,20 @@ def add_case_photos(
     return CASE.add_photos(workflow_for(service, actor), actor, reference, _photos(service, photos))
 
 
-@router.post("/cases/{reference}/match", response_model=CaseMatching)
-def match_case(reference: str, actor: Matcher, service: ServiceDep) -> Any:
-    """Search a case against all reports again; idempotent."""
-    return CASE.match(workflow_for(service, actor), actor, reference)
+@router.post("/cases/{reference}/match", response_model=CaseMatched)
+def match_case(
+    reference: str,
+    *,
+    widen: bool = Query(
+        False,
+        description="Search all reports, past the exclusions the case's facts give (examiner or reviewer; "
+        "audited with the exclusions it overrode).",
+    ),
+    actor: Matcher,
+    service: ServiceDep,
+) -> Any:
+    """Search a case against the reports its facts do not rule out again; idempotent."""
+    return CASE.match(workflow_for(service, actor), actor, reference, widen=widen)
 
 
 # -- leads ------------------------------------------------------------------------------------------
