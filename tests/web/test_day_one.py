@@ -161,9 +161,9 @@ def test_day_one_from_an_empty_install_to_a_delivered_email(
     # -- two reviews, evidence: the identification -----------------------------------------------------------
     _sign_in(page, base, "olena")
     page.goto(base + lead_path)
-    page.select_option("#kind", "documents")
-    page.fill("#ev_description", "Passport found with the body: Kelly Clarkson")
-    page.fill("#ev_reference", "PB-2024-0411")
+    page.select_option("#kind", "dna")  # a primary identifier: the identification is confirmed, the family told
+    page.fill("#ev_description", "DNA match report: Kelly Clarkson and her mother's reference sample")
+    page.fill("#ev_reference", "LAB-2024-0411")
     page.click("#evidence-form button[type=submit]")
     page.wait_for_url(re.compile(r".*msg=evidence_added"))
     page.check("input[name=decision][value=confirm]")

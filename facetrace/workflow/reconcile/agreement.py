@@ -32,7 +32,7 @@ from rapidfuzz import fuzz
 
 from facetrace.store.names import name_key
 from facetrace.workflow.reconcile.facts import Descriptors, Mark, Span, age_on
-from facetrace.workflow.reconcile.vocabulary import label
+from facetrace.workflow.reconcile.vocabulary import ASPECTS, BODY_REGIONS, MARK_TYPES, SIDES, label
 
 AGREES, DISAGREES, UNKNOWN = "agrees", "disagrees", "unknown"
 
@@ -133,10 +133,10 @@ class Agreement:
         return sum(1 for f in self.fields if f.verdict == verdict)
 
     def summary(self) -> str:
-        """Return e.g. ``3 agree, 1 disagrees, 4 unknown; 1 corresponding mark``."""
+        """Return e.g. ``agree: 3, disagree: 1, unknown: 4; 1 corresponding mark``."""
         agree, disagree, unknown = self.count(AGREES), self.count(DISAGREES), self.count(UNKNOWN)
         marks = len(self.marks)
-        text = f"{agree} agree, {disagree} disagree{'s' if disagree == 1 else ''}, {unknown} unknown"
+        text = f"agree: {agree}, disagree: {disagree}, unknown: {unknown}"
         return text + (f"; {marks} corresponding mark{'s' if marks != 1 else ''}" if marks else "")
 
     def to_dict(self) -> dict[str, object]:
@@ -186,14 +186,30 @@ def compare_descriptors(
     return out
 
 
+# Words that say nothing of *which* mark it is: the vocabulary's own words and common short words.
+UNINFORMATIVE = frozenset(
+    name_key(w)
+    for w in (
+        *MARK_TYPES,
+        *BODY_REGIONS,
+        *SIDES,
+        *ASPECTS,
+        *("the", "and", "with", "from", "for", "has", "his", "her", "are", "was", "old", "new", "small", "large"),
+        *("faded", "lines", "letters", "name", "word", "words", "text", "picture", "image", "tattooed"),
+        *("надпись", "напис", "тату", "татуировка", "татуювання", "шрам", "рубец"),
+    )
+)
+
+
 def words_of(mark: Mark) -> dict[str, str]:
-    """Return a mark's words (keywords and description words of 3+ letters) by their folded key,
-    so that spellings in Cyrillic and Latin letters meet (:func:`facetrace.store.names.name_key`)."""
+    """Return a mark's telling words (keywords and description words of 3+ letters, without the
+    :data:`UNINFORMATIVE` ones) by their folded key, so that spellings in Cyrillic and Latin letters
+    meet (:func:`facetrace.store.names.name_key`)."""
     words: dict[str, str] = {}
     for phrase in (*mark.keywords, mark.description):
         for word in phrase.replace(",", " ").split():
             key = name_key(word)
-            if len(key) >= 3 and " " not in key:
+            if len(key) >= 3 and " " not in key and key not in UNINFORMATIVE:
                 words.setdefault(key, word)
     return words
 
@@ -215,23 +231,26 @@ def _sides_agree(a: Mark, b: Mark) -> bool:
 
 
 def corresponding_marks(report_marks: list[Mark], case_marks: list[Mark]) -> list[MarkPair]:
-    """Return the pairs of corresponding marks: each report mark with its best case mark of the
-    same type on the same body region (sides not contradicting); each case mark used once."""
-    pairs: list[MarkPair] = []
-    used: set[int] = set()
-    for rm in report_marks:
-        best: MarkPair | None = None
-        for i, cm in enumerate(case_marks):
-            if i in used or cm.type != rm.type or cm.region != rm.region or not _sides_agree(rm, cm):
+    """Return the pairs of corresponding marks: same type, same body region, sides not
+    contradicting; each mark in at most one pair, the strongest pairs taken first (so the result
+    does not depend on the order the marks were recorded in)."""
+    candidates: list[tuple[float, int, int, MarkPair]] = []
+    for i, rm in enumerate(report_marks):
+        for j, cm in enumerate(case_marks):
+            if cm.type != rm.type or cm.region != rm.region or not _sides_agree(rm, cm):
                 continue
             words = shared_words(rm, cm)
             lr = (1.0 / MARK_RARITY[rm.type]) * (KEYWORD_LR if words else 1.0)
-            if best is None or lr > best.lr:
-                best, best_index = MarkPair(rm, cm, words, lr), i
-        if best is not None:
-            used.add(best_index)
-            pairs.append(best)
-    return pairs
+            candidates.append((lr, i, j, MarkPair(rm, cm, words, lr)))
+    pairs: list[tuple[int, MarkPair]] = []
+    used_report: set[int] = set()
+    used_case: set[int] = set()
+    for _lr, i, j, pair in sorted(candidates, key=lambda c: (-c[0], c[1], c[2])):
+        if i not in used_report and j not in used_case:
+            used_report.add(i)
+            used_case.add(j)
+            pairs.append((i, pair))
+    return [pair for _, pair in sorted(pairs, key=lambda p: p[0])]
 
 
 def agreement(

@@ -169,8 +169,19 @@ def parse_descriptors(data: dict[str, Any] | None, *, record: str) -> Descriptor
 
 
 def keywords_of(value: Any) -> tuple[str, ...]:
-    """Return keywords from a list or a comma-separated text: trimmed, non-empty, at most 20."""
-    items = value.split(",") if isinstance(value, str) else list(value or [])
+    """Return keywords from a list or a comma-separated text: trimmed, non-empty, at most 20.
+
+    Raises:
+        InvalidInput: neither a text nor a list of texts, or more than 20.
+    """
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        items: list[Any] = value.split(",")
+    elif isinstance(value, list | tuple) and all(isinstance(w, str) for w in value):
+        items = list(value)
+    else:
+        raise InvalidInput("keywords: a text (comma-separated) or a list of texts")
     words = tuple(dict.fromkeys(str(w).strip()[:100] for w in items if str(w).strip()))
     if len(words) > 20:
         raise InvalidInput("keywords: at most 20")
