@@ -427,6 +427,7 @@ class ReportView(BaseModel):
     merged_into_id: int | None
     retain_until: str | None
     provenance: Provenance
+    descriptors: dict[str, Any] = Field(description="Structured descriptors recorded (unknown ones left out).")
     created_at: str
     updated_at: str
 
@@ -437,6 +438,9 @@ class CaseView(BaseModel):
     id: int
     reference: str
     condition: Condition
+    kind: str = Field(description="deceased, living, detained or body_part.")
+    parent_case_id: int | None = Field(description="A body part's case of the body it belongs to.")
+    descriptors: dict[str, Any] = Field(description="Structured descriptors recorded (unknown ones left out).")
     found_at: str | None
     found_place: str
     holding_organisation: str

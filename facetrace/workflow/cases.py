@@ -37,12 +37,35 @@ from facetrace.workflow.fields import UNSET, apply_audited_changes, provisional_
 from facetrace.workflow.matching import MatchingService
 from facetrace.workflow.names import best_per_row, case_candidates
 from facetrace.workflow.photos import AnalysedPhoto, analyse_case_photos, check_photos, image_view, store_case_photo
+from facetrace.workflow.reconcile.facts import parse_descriptors
+from facetrace.workflow.reconcile.vocabulary import CASE_KIND_CONDITION, CASE_KINDS
 from facetrace.workflow.retention import parse_retain_until
 
 MANUAL_CASE_STATUSES = ("open", "closed")
 # The case's description may describe the person (marks, clothing): the audit trail, which outlives
 # an erasure, records only that it changed.
 PRIVATE_CASE_FIELDS = frozenset({"description"})
+
+
+def case_kind_and_condition(kind: str | None, condition: str | None) -> tuple[str, str]:
+    """Return a new case's (kind, condition): the kind decides the condition; a condition alone
+    gives the kind deceased or living.
+
+    Raises:
+        InvalidInput: neither given, an unknown value, or a condition the kind contradicts.
+    """
+    if kind in (None, ""):
+        if condition in (None, ""):
+            raise InvalidInput(
+                "condition (deceased or alive) or kind (deceased, living, detained, body_part) is required"
+            )
+        checked = check_choice(str(condition), CONDITIONS, "condition")
+        return ("deceased" if checked == "deceased" else "living"), checked
+    checked_kind = check_choice(str(kind), CASE_KINDS, "kind")
+    implied = CASE_KIND_CONDITION[checked_kind]
+    if condition not in (None, "") and condition != implied:
+        raise InvalidInput(f"condition {condition!r} contradicts kind {checked_kind!r} ({implied})")
+    return checked_kind, implied
 
 
 class CaseService:
@@ -56,7 +79,9 @@ class CaseService:
         self,
         actor: User,
         *,
-        condition: str,
+        condition: str | None = None,
+        kind: str | None = None,
+        descriptors: dict[str, Any] | None = None,
         found_at: str | datetime | None = None,
         found_place: str = "",
         holding_organisation: str = "",
@@ -69,13 +94,22 @@ class CaseService:
         reports. The photos are checked first: if any has no face, nothing is stored.
         Role: intake or examiner.
 
+        ``kind`` (deceased, living, detained, body part) sets the condition; given alone, a condition
+        sets the kind (deceased or living). ``descriptors``: the structured descriptors
+        (:func:`facetrace.workflow.reconcile.facts.parse_descriptors`).
+
         Returns ``{"case", "photos", "matching"}``.
 
         Raises:
             InvalidInput, ImageError, NoFaceError, ConflictError (reference taken), PermissionDenied.
         """
+        kind, condition = case_kind_and_condition(kind, condition)
         fields = {
-            "condition": check_choice(condition, CONDITIONS, "condition"),
+            "condition": condition,
+            "kind": kind,
+            "descriptors": {
+                k: v for k, v in parse_descriptors(descriptors or {}, record="case").to_dict().items() if v is not None
+            },
             "found_at": parse_datetime(found_at, "found at"),
             "found_place": (found_place or "").strip()[:500],
             "holding_organisation": (holding_organisation or "").strip()[:300],
@@ -220,6 +254,8 @@ class CaseService:
                 raise ConflictError(f"case {case.reference} is identified; withdraw the identification first")
             if changes.get("status") == "open" and case.status == "under_review":
                 changes.pop("status")  # still open, with leads
+            if "condition" in changes and CASE_KIND_CONDITION[case.kind] != changes["condition"]:
+                changes["kind"] = "deceased" if changes["condition"] == "deceased" else "living"  # the kind follows
             changed, detail = apply_audited_changes(case, changes, PRIVATE_CASE_FIELDS)
             self.ctx.audit(session, user, "case.update", [f"case:{case.id}"], detail)
             case_id = case.id

@@ -44,6 +44,7 @@ from facetrace.workflow.fields import UNSET, apply_audited_changes, provisional_
 from facetrace.workflow.matching import MatchingService
 from facetrace.workflow.names import similar_names
 from facetrace.workflow.photos import ReportPhotosOutcome, check_photos, enroll_report_photos, image_view
+from facetrace.workflow.reconcile.facts import parse_descriptors
 from facetrace.workflow.retention import parse_retain_until
 
 MANUAL_REPORT_STATUSES = ("missing", "located_alive", "closed")  # the others follow identifications/merges
@@ -98,6 +99,7 @@ class ReportService:
         contacts: list[dict[str, Any]] | None = None,
         photos: list[PhotoInput] | None = None,
         retain_until: str | datetime | None = None,
+        descriptors: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Register a missing-person report with its provenance, contacts and reference photos,
         then match it against the open cases. Role: intake or examiner.
@@ -118,6 +120,11 @@ class ReportService:
             "source": required_text(source, "source (provenance)", max_len=300),
             "legal_basis": required_text(legal_basis, "legal basis (provenance)", max_len=300),
             "consent": bool(consent),
+            "descriptors": {
+                k: v
+                for k, v in parse_descriptors(descriptors or {}, record="report").to_dict().items()
+                if v is not None
+            },
             "consent_date": parse_date(consent_date, "consent date"),
             "date_of_birth": check_date_of_birth(date_of_birth),
             "description": (description or "").strip()[:20_000],

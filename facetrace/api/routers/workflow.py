@@ -107,6 +107,11 @@ class ReportIn(BaseModel):
     reference: str | None = Field(default=None, max_length=64, description="Default: R-NNNNNN.")
     contacts: list[ContactIn] = Field(default_factory=list, max_length=50)
     retain_until: str | None = Field(default=None, description="ISO date or date-time after which it is erased.")
+    descriptors: dict[str, Any] | None = Field(
+        default=None,
+        description="Structured descriptors: sex, height (or height_min/height_max, cm), build, hair_colour, "
+        "hair_length, eye_colour, facial_hair; codes as in docs/reconciliation.md.",
+    )
 
 
 class ReportUpdate(BaseModel):
@@ -125,7 +130,13 @@ class ReportUpdate(BaseModel):
 
 
 class CaseIn(BaseModel):
-    condition: str = Field(description="deceased or alive.")
+    condition: str | None = Field(default=None, description="deceased or alive (or give kind).")
+    kind: str | None = Field(default=None, description="deceased, living, detained or body_part; sets the condition.")
+    descriptors: dict[str, Any] | None = Field(
+        default=None,
+        description="Structured descriptors: sex, age_min/age_max (years), height_min/height_max (cm), build, "
+        "hair_colour, hair_length, eye_colour, facial_hair.",
+    )
     found_at: str | None = Field(default=None, description="ISO date or date-time.")
     found_place: str = Field(default="", max_length=500)
     holding_organisation: str = Field(default="", max_length=300)
