@@ -119,7 +119,7 @@ def test_a_record_history_counts_views_and_lists_every_other_action(web_app: Fas
     assert "first " in history and "last " in history
     assert ">case viewed<" not in history  # no single view is a row of its own
     # Every other action stays a row, in words, with links to the records.
-    for words in ("case opened", "lead reviewed", "evidence recorded", "identification confirmed"):
+    for words in ("case opened", "lead reviewed", "evidence recorded", "identification established"):
         assert f"<td>{words}</td>" in history, words
     assert f'href="/leads/{made["lead_id"]}"' in history
     assert f'href="/identifications/{made["ident_id"]}"' in history
