@@ -13,8 +13,11 @@ from sqlalchemy import select
 from test_settings_notifications import mail_settings, save
 from wftest import Inbox, face_images, make_world, photo
 
+from facetrace.config import get_settings
 from facetrace.errors import ConflictError, NotFoundError, PermissionDenied, PolicyError
+from facetrace.gallery import Gallery
 from facetrace.store.accounts import User
+from facetrace.store.backup import create_backup, restore_backup
 from facetrace.store.models import Image
 from facetrace.store.reconciliation_models import Mark, MarkPhoto
 from facetrace.store.workflow_models import Lead
@@ -242,3 +245,42 @@ def test_bad_marks_and_dates_are_refused(wf: Workflow, users: dict[str, User]) -
         wf.reports.create_report(users["ivan"], name="C D", date_of_birth="2999-01-01", **PROVENANCE)
     with pytest.raises(InvalidInput, match="case kind"):
         wf.reconciliation.set_case_kind(users["ivan"], "C-1", "zombie")
+
+
+def test_backup_and_restore_keep_every_fact_and_mark_photo(
+    wf: Workflow, users: dict[str, User], tmp_path: Path
+) -> None:
+    report = kelly_report(wf, users, descriptors={"sex": "female", "height": 158, "eye_colour": "brown"})["report"]
+    ref = report["reference"]
+    tattoo = photo(face_images("Bill_Paxton")[0])
+    wf.reconciliation.add_mark(
+        users["ivan"], "report", ref, {"type": "tattoo", "region": "wrist", "keywords": "star"}, photos=[tattoo]
+    )
+    wf.reconciliation.add_effect(users["ivan"], "report", ref, {"kind": "jewellery", "inscription": "K & M 2001"})
+    wf.reconciliation.add_primary_reference(
+        users["ivan"], "report", ref, {"kind": "dna", "status": "collected", "holder": "Kyiv DNA lab"}
+    )
+    case = wf.cases.create_case(users["ivan"], kind="detained", descriptors={"sex": "female", "age_min": 35})["case"]
+    before = {
+        "report": wf.reconciliation.facts(users["olena"], "report", ref),
+        "case": wf.reconciliation.facts(users["olena"], "case", case["reference"]),
+    }
+    archive = tmp_path / "backup.tar"
+    create_backup(wf.settings, archive)
+    home = tmp_path / "restored"
+    restore_backup(archive, home)
+    gallery = Gallery(get_settings(home=home, workers=1, database_url=None, calibration_path=None))
+    try:
+        restored = Workflow(gallery)
+        after = {
+            "report": restored.reconciliation.facts(users["olena"], "report", ref),
+            "case": restored.reconciliation.facts(users["olena"], "case", case["reference"]),
+        }
+        assert after == before
+        assert after["case"]["kind"] == "detained" and after["report"]["descriptors"]["height_min"] == 158
+        (image_id,) = after["report"]["marks"][0]["photo_image_ids"]
+        with gallery.db.sessions() as session:
+            media = session.get(Image, image_id).media_path  # type: ignore[union-attr]
+        assert gallery.media.read(media) == tattoo.data
+    finally:
+        gallery.close()
