@@ -350,6 +350,10 @@ class Erasure(BaseModel):
     faces: int
     images: int
     persons: int
+    marks: int = Field(default=0, description="Distinguishing marks of the erased records.")
+    mark_photos: int = Field(default=0, description="Photos of those marks (their files count in media_files_removed).")
+    effects: int = 0
+    primary_references: int = 0
     media_files_removed: int
     forced: bool
 
@@ -517,6 +521,10 @@ class EvidenceView(BaseModel):
     recorded_by_id: int
     recorded_by: str | None
     created_at: str
+    identification: RaisedIdentification | None = Field(
+        default=None,
+        description="The lead's preliminary identification, raised to confirmed by this primary identifier result.",
+    )
 
 
 class IdentificationView(BaseModel):
@@ -744,6 +752,18 @@ class DraftedNotifications(BaseModel):
     drafted: list[int]
     contacts_without_email: list[int]
     draft_errors: list[DraftError]
+    held: str | None = Field(
+        default=None, description="Why nothing was drafted: the identification's level may not notify under the policy."
+    )
+
+
+class RaisedIdentification(IdentificationView):
+    """An identification raised to confirmed, with the notifications that this allowed."""
+
+    notifications: DraftedNotifications
+
+
+EvidenceView.model_rebuild()
 
 
 class ReviewResult(BaseModel):

@@ -13,6 +13,7 @@ from wftest import Inbox, face_images
 from facetrace.config import Settings
 from facetrace.server import create_app
 from facetrace.store.accounts import User, create_token
+from facetrace.store.models import Image
 
 P = "/api/v1"
 ROLES = {"ivan": ["intake"], "olena": ["examiner"], "petro": ["reviewer"], "maria": ["reviewer"], "anna": ["auditor"]}
@@ -114,3 +115,107 @@ def test_http_errors(api: tuple[TestClient, dict[str, dict[str, str]]]) -> None:
     not_image = [("photos", ("x.jpg", b"definitely not an image", "image/jpeg"))]
     response = client.post(f"{P}/cases/{case['case']['reference']}/photos", headers=h["ivan"], files=not_image)
     assert response.status_code == 415 and response.json()["error"]["code"] == "unsupported_media_type"
+
+
+def test_reconciliation_over_http(api: tuple[TestClient, dict[str, dict[str, str]]], smtp: Inbox) -> None:
+    """Beyond the face, end to end over HTTP with real faces: an exclusion by sex keeps a report from
+    a case's leads and says why; a rejected lead is not re-created after new photos; a preliminary
+    identification cannot notify until a DNA result confirms it; erasure removes a mark's photos."""
+    client, h = api
+    kelly = face_images("Kelly_Clarkson")
+    contact = {"name": "Jeanne", "relation": "mother", "email": "jeanne@x.example", "language": "en"}
+    report = _ok(
+        client.post(
+            f"{P}/reports",
+            headers=h["ivan"],
+            json={
+                "name": "Kelly Clarkson",
+                "reported_by": "her mother",
+                "source": "tracing form",
+                "legal_basis": "consent",
+                "date_of_birth": "1982-04-24",
+                "descriptors": {"sex": "female", "height": 158},
+                "contacts": [contact],
+            },
+        ),
+        201,
+    )
+    ref = report["report"]["reference"]
+    assert report["report"]["descriptors"] == {"sex": "female", "height_min": 158, "height_max": 158}
+    files = [("photos", (p.name, p.read_bytes(), "image/jpeg")) for p in kelly[:2]]
+    _ok(client.post(f"{P}/reports/{ref}/photos", headers=h["ivan"], files=files), 201)
+
+    # A male case never gets a lead to her report, and the case says why.
+    male = _ok(
+        client.post(f"{P}/cases", headers=h["ivan"], json={"kind": "deceased", "descriptors": {"sex": "male"}}), 201
+    )
+    mref = male["case"]["reference"]
+    probe = [("photos", (kelly[-1].name, kelly[-1].read_bytes(), "image/jpeg"))]
+    found = _ok(client.post(f"{P}/cases/{mref}/photos", headers=h["ivan"], files=probe), 201)
+    assert found["matching"]["leads"]["created"] == []
+    facts = _ok(client.get(f"{P}/cases/{mref}/facts", headers=h["olena"]))
+    assert facts["exclusions"] == [
+        {
+            "report": ref,
+            "report_id": report["report"]["id"],
+            "reasons": ["sex: the report says female, the case says male"],
+        }
+    ]
+    assert _ok(client.get(f"{P}/leads", headers=h["olena"]))["items"] == []
+
+    # A case with no recorded sex: a lead; rejected by two; new photos do not bring it back.
+    case = _ok(client.post(f"{P}/cases", headers=h["ivan"], json={"kind": "living"}), 201)
+    cref = case["case"]["reference"]
+    (lead_id,) = _ok(client.post(f"{P}/cases/{cref}/photos", headers=h["ivan"], files=probe), 201)["matching"]["leads"][
+        "created"
+    ]
+    for who in ("olena", "petro"):
+        reject = {"decision": "reject", "rationale": f"{who}: the ears differ"}
+        _ok(client.post(f"{P}/leads/{lead_id}/reviews", headers=h[who], json=reject), 201)
+    again = [("photos", (kelly[2].name, kelly[2].read_bytes(), "image/jpeg"))]
+    more = _ok(client.post(f"{P}/cases/{cref}/photos", headers=h["ivan"], files=again), 201)
+    assert more["matching"]["leads"]["created"] == [] and more["matching"]["leads"]["updated"] == []
+    assert _ok(client.get(f"{P}/leads/{lead_id}", headers=h["olena"]))["status"] == "rejected"
+    (rejected,) = _ok(client.get(f"{P}/reports/{ref}/facts", headers=h["olena"]))["rejected_leads"]
+    assert {r["by"] for r in rejected["rejections"]} == {"olena", "petro"}
+
+    # Reopened; confirmed by two with a passport only: preliminary, nothing drafted, drafting refused.
+    _ok(client.post(f"{P}/leads/{lead_id}/reopen", headers=h["maria"], json={"rationale": "Ear photo was blurred"}))
+    passport = {"kind": "documents", "description": "Passport in her bag"}
+    _ok(client.post(f"{P}/leads/{lead_id}/evidence", headers=h["olena"], json=passport), 201)
+    review = {"decision": "confirm", "rationale": "Same face; passport"}
+    _ok(client.post(f"{P}/leads/{lead_id}/reviews", headers=h["olena"], json=review), 201)
+    done = _ok(client.post(f"{P}/leads/{lead_id}/reviews", headers=h["maria"], json=review), 201)
+    ident = done["identification"]
+    assert ident["level"] == "preliminary" and done["notifications"]["drafted"] == []
+    assert "preliminary" in done["notifications"]["held"]
+    contact_id = _ok(client.get(f"{P}/reports/{ref}", headers=h["olena"]))["contacts"][0]["id"]
+    draft = {"contact_id": contact_id}
+    message = _error(
+        client.post(f"{P}/identifications/{ident['id']}/notifications", headers=h["olena"], json=draft), 409, "policy"
+    )
+    assert "preliminary" in message
+    dna = {"kind": "dna", "description": "DNA match report", "reference": "LAB-9"}
+    raised = _ok(client.post(f"{P}/leads/{lead_id}/evidence", headers=h["olena"], json=dna), 201)["identification"]
+    assert raised["level"] == "confirmed" and len(raised["notifications"]["drafted"]) == 1
+    shown = _ok(client.get(f"{P}/identifications/{ident['id']}", headers=h["olena"]))
+    assert shown["level"] == "confirmed" and "LAB-9" in shown["level_basis"]
+
+    # A mark with a photo on the report; erasing the report erases the photo.
+    mark = _ok(
+        client.post(f"{P}/reports/{ref}/marks", headers=h["ivan"], json={"type": "scar", "region": "chin"}), 201
+    )["mark"]
+    photo = [("photos", (kelly[0].name, kelly[0].read_bytes(), "image/jpeg"))]
+    (image_id,) = _ok(client.post(f"{P}/marks/{mark['id']}/photos", headers=h["ivan"], files=photo), 201)[
+        "photo_image_ids"
+    ]
+    service = client.app.state.service  # type: ignore[attr-defined]
+    with service.db.sessions() as session:
+        media = session.get(Image, image_id).media_path
+    erased = _ok(
+        client.post(f"{P}/reports/{ref}/erase", headers=h["ivan"], json={"reason": "consent withdrawn", "force": True})
+    )
+    assert erased["mark_photos"] == 1 and erased["marks"] == 1
+    with service.db.sessions() as session:
+        assert session.get(Image, image_id) is None
+    assert not (service.gallery.media.root / media).exists()
