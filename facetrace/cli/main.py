@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from typer.core import TyperGroup
 
 from facetrace.cli.accounts import audit_app, cli_actor, cli_audit, person_records, search_records, user_app
 from facetrace.cli.backup import register as register_backup
@@ -18,6 +19,7 @@ from facetrace.cli.evaluation import register as register_evaluation
 from facetrace.cli.index import register as register_index_commands
 from facetrace.cli.key import key_app
 from facetrace.cli.output import console, emit_json, fail, progress_bar
+from facetrace.cli.reconciliation import register as register_reconciliation
 from facetrace.cli.retention import register as register_retention
 from facetrace.cli.serve import serve
 from facetrace.cli.video import enroll_video_command, search_video_command
@@ -31,11 +33,27 @@ from facetrace.vision.video import is_video_file
 from facetrace.workflow.erasure import Eraser
 from facetrace.workflow.retention import parse_retain_until
 
+
+class _ImageByDefault(TyperGroup):
+    """``facetrace search``: ``search IMAGE_OR_VIDEO`` (the ``image`` command, as before) unless the
+    first word names another of its commands (``search marks``)."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:  # typer vendors click: its Context
+        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
+            args = ["image", *args]
+        return super().parse_args(ctx, args)
+
+
 app = typer.Typer(
     help="facetrace: face identification for humanitarian identification.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+)
+search_app = typer.Typer(
+    cls=_ImageByDefault,
+    help="Search by face (search IMAGE_OR_VIDEO) or by marks and descriptors (search marks).",
+    no_args_is_help=True,
 )
 person_app = typer.Typer(help="List, show and erase enrolled persons.", no_args_is_help=True)
 index_app = typer.Typer(help="Maintain the vector index.", no_args_is_help=True)
@@ -51,6 +69,8 @@ register_workflow(app)  # report, case, lead, identification, notification
 register_evaluation(app)  # eval, calibrate
 register_retention(app)  # retention apply
 register_backup(app)  # backup, restore
+app.add_typer(search_app, name="search")
+register_reconciliation(app, search_app)  # mark, reference, search marks; describe, facts... on report and case
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
@@ -161,7 +181,7 @@ def enroll(
         fail(f"nothing could be enrolled: {len(outcome.errors)} error(s)")
 
 
-@app.command()
+@search_app.command("image")
 def search(
     image: Annotated[Path, typer.Argument(metavar="IMAGE_OR_VIDEO")],
     top: Annotated[int, typer.Option("--top", min=1, max=100, help="Candidates per face.")] = 5,

@@ -191,8 +191,26 @@ def _match_command(kind: str, doc: str) -> Callable[..., None]:
                 result = wf.matching.match_case(actor, reference)
         _print(result, json_out, f"{kind} {reference}{_matching_line(result)}")
 
-    match.__doc__ = doc
-    return match
+    def match_case(
+        reference: str,
+        user: AsOpt = "",
+        widen: Annotated[
+            bool,
+            typer.Option(
+                "--widen",
+                help="Search all reports, ignoring the exclusions (sex, age, height); examiner or reviewer, audited.",
+            ),
+        ] = False,
+        json_out: JsonOpt = False,
+    ) -> None:
+        with _session(user) as (wf, actor):
+            result = wf.matching.match_case(actor, reference, widen=widen)
+        widened = " (widened: exclusions ignored)" if widen else ""
+        _print(result, json_out, f"{kind} {reference}{widened}{_matching_line(result)}")
+
+    command = match if kind == "report" else match_case
+    command.__doc__ = doc
+    return command
 
 
 def _photo_add_command(kind: str, doc: str) -> Callable[..., None]:
@@ -436,11 +454,15 @@ def report_dismiss_duplicate(
 @case_app.command("add")
 def case_add(
     user: AsOpt = "",
-    condition: Annotated[str, typer.Option(help="deceased or alive.")] = "",
+    condition: Annotated[str, typer.Option(help="deceased or alive (or give --kind).")] = "",
     found_at: Annotated[str | None, typer.Option(help="When found (ISO date or date-time).")] = None,
     found_place: Annotated[str, typer.Option(help="Where found.")] = "",
     holding_organisation: Annotated[str, typer.Option(help="Who holds the person or remains.")] = "",
     description: Annotated[str, typer.Option()] = "",
+    kind: Annotated[
+        str | None,
+        typer.Option(help="deceased, living, detained or body_part; sets the condition (give either or both)."),
+    ] = None,
     reference: Annotated[str | None, typer.Option(help="Your reference (default: C-NNNNNN).")] = None,
     photo: PhotosOpt = None,
     retain_until: Annotated[str | None, typer.Option(help="Erase after this date (ISO date or date-time).")] = None,
@@ -451,7 +473,8 @@ def case_add(
     with _session(user) as (wf, actor):
         result = wf.cases.create_case(
             actor,
-            condition=condition,
+            condition=condition or None,
+            kind=kind,
             found_at=found_at,
             found_place=found_place,
             holding_organisation=holding_organisation,
@@ -531,7 +554,9 @@ def case_list(
 case_app.command("show")(_show_command("case", "Show a case with its photos, leads and identifications."))
 
 
-case_app.command("match")(_match_command("case", "Search a case against all reports again (idempotent)."))
+case_app.command("match")(
+    _match_command("case", "Search a case against all reports again (idempotent); --widen ignores the exclusions.")
+)
 
 
 # -- leads ----------------------------------------------------------------------------------------
@@ -551,15 +576,16 @@ def lead_list(
     if json_out:
         emit_json(rows)
         return
-    table = Table("lead", "case", "report", "name", "score", "FPIR", "status")
+    table = Table("lead", "case", "report", "name", "basis", "score", "FPIR", "status")
     for lead in rows:
         table.add_row(
             str(lead["id"]),
             lead["case"],
             lead["report"],
             lead["report_name"],
-            f"{lead['score']:.3f}",
-            f"{lead['fpir']:.2g}",
+            lead.get("basis") or "face",
+            f"{lead['score']:.3f}" if lead.get("basis") != "marks" else "",
+            f"{lead['fpir']:.2g}" if lead.get("basis") != "marks" else "",
             lead["status"],
         )
     console.print(table)
@@ -598,10 +624,13 @@ def lead_review(
     ident = result["identification"]
     line = f"lead {lead_id}: {decision} recorded; lead is {result['lead']['status']}"
     if ident:
+        notes = result["notifications"]
         line += (
-            f"; identification {ident['id']} confirmed, {len(result['notifications']['drafted'])} notification(s) "
-            "drafted for approval"
+            f"; identification {ident['id']} established ({ident['level']}), {len(notes['drafted'])} "
+            "notification(s) drafted for approval"
         )
+        if notes.get("held"):
+            line += f"; notifications held: {notes['held']}"
     elif result["waiting_for"]:
         line += f"; waiting for {result['waiting_for']}"
     _print(result, json_out, line)
@@ -621,7 +650,16 @@ def lead_evidence(
     """Record corroborating evidence on a lead."""
     with _session(user) as (wf, actor):
         result = wf.reviews.add_evidence(actor, lead_id, kind=kind, description=description, reference=reference)
-    _print(result, json_out, f"evidence {result['id']} ({result['kind']}) recorded on lead {lead_id}")
+    line = f"evidence {result['id']} ({result['kind']}) recorded on lead {lead_id}"
+    if ident := result.get("identification"):
+        notes = ident.get("notifications") or {}
+        line += (
+            f"; identification {ident['id']} is now {ident['level']}, "
+            f"{len(notes.get('drafted', []))} notification(s) drafted for approval"
+        )
+        if notes.get("held"):
+            line += f"; notifications held: {notes['held']}"
+    _print(result, json_out, line)
 
 
 @lead_app.command("rematch")
@@ -648,9 +686,17 @@ def identification_list(
     if json_out:
         emit_json(rows)
         return
-    table = Table("id", "case", "report", "name", "status", "confirmed")
+    table = Table("id", "case", "report", "name", "status", "level", "confirmed")
     for i in rows:
-        table.add_row(str(i["id"]), i["case"], i["report"], i["report_name"], i["status"], i["confirmed_at"] or "")
+        table.add_row(
+            str(i["id"]),
+            i["case"],
+            i["report"],
+            i["report_name"],
+            i["status"],
+            i.get("level") or "",
+            i["confirmed_at"] or "",
+        )
     console.print(table)
 
 
@@ -664,10 +710,18 @@ def identification_show(identification_id: int, user: AsOpt = "", json_out: Json
         return
     console.print(
         f"identification {i['id']}: case {i['case']['reference']} = report {i['report']['reference']} "
-        f"({i['report']['name']}) - {i['status']}; confirmed by {i['first_confirmed_by']} and "
+        f"({i['report']['name']}) - {i['status']}, {i.get('level')}; confirmed by {i['first_confirmed_by']} and "
         f"{i['second_confirmed_by']}; {i['evidence_count']} evidence item(s)",
         markup=False,
     )
+    if i.get("level_basis"):
+        console.print(f"  level basis: {i['level_basis']}", markup=False)
+    elif i.get("level") == "preliminary":
+        console.print(
+            "  preliminary: no DNA, dental or fingerprint result yet (family notifications may be held until one, "
+            "or an admin's confirm-exception)",
+            markup=False,
+        )
     for n in i["notifications"]:
         console.print(f"  notification {n['id']} ({n['kind']}) to {n['recipient']}: {n['status']}", markup=False)
 

@@ -20,6 +20,7 @@ from facetrace.errors import FacetraceError
 from facetrace.store.accounts import User
 from facetrace.usecases.service import Service
 from facetrace.web import images, services
+from facetrace.web.facts import BASIS_WORDS, CASE_KIND_LABELS, LEVEL_WORDS, PRIMARY_LABELS, descriptor_rows
 from facetrace.workflow import Workflow
 
 MARGIN = 15.0
@@ -115,6 +116,14 @@ def _date(value: str | None) -> str:
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
+def _level_of(ident: dict[str, Any] | None) -> str:
+    """Return an identification's number, status and level in words ("" when none)."""
+    if not ident:
+        return ""
+    level = LEVEL_WORDS.get(ident.get("level") or "", str(ident.get("level") or ""))
+    return f"{ident['id']} ({ident['status']}), {level}".rstrip(", ")
+
+
 def build_case_pdf(wf: Workflow, service: Service, user: User, reference: str) -> tuple[bytes, str, list[str]]:
     """Return the case file of case ``reference`` as PDF bytes, its file name, and the records
     it contains (for the export's audit event). Review decisions of leads still under blind
@@ -166,6 +175,24 @@ def build_case_pdf(wf: Workflow, service: Service, user: User, reference: str) -
             ("Opened", _date(case["created_at"])),
         ]
     )
+    # What the case records beyond the face (read with the export's one audit event: facts() records none).
+    facts = wf.reconciliation.facts(user, "case", case["reference"])
+    pdf.heading("Beyond the face")
+    kind_words = CASE_KIND_LABELS.get(facts["kind"], str(facts["kind"]).replace("_", " "))
+    parent = f", part of case {facts['parent_case']}" if facts.get("parent_case") else ""
+    pdf.facts([("Kind of case", kind_words + parent), *descriptor_rows(facts["descriptors"], "case")])
+    for mark in facts["marks"]:
+        photos = len(mark["photo_image_ids"])
+        pdf.para(f"Mark: {mark['summary']}" + (f" ({photos} photo{'s' if photos != 1 else ''})" if photos else ""))
+    for effect in facts["effects"]:
+        detail = ", ".join(x for x in (effect["colour"], effect["inscription"], effect["description"]) if x)
+        pdf.para(f"Personal effect: {effect['kind'].replace('_', ' ')}" + (f": {detail}" if detail else ""))
+    for ref in facts["primary_references"]:
+        held = f", held by {ref['holder']}" if ref["holder"] else ""
+        sample = f" ({ref['sample_reference']})" if ref["sample_reference"] else ""
+        pdf.para(f"{PRIMARY_LABELS.get(ref['kind'], ref['kind'])}: {ref['status']}{held}{sample}")
+    if not (facts["marks"] or facts["effects"] or facts["primary_references"]):
+        pdf.para("No mark, personal effect or primary identifier reference recorded.")
 
     pdf.heading(f"Photos ({len(case['photos'])})")
     pictures = []
@@ -201,12 +228,15 @@ def build_case_pdf(wf: Workflow, service: Service, user: User, reference: str) -
                 ("Score", f"{lead['score']:.3f} (review threshold {lead['threshold']:.3f})"),
                 ("False-match risk", services.fpir_words(lead["fpir"], lead["gallery_size"])),
                 ("", services.fmr_words(lead["fmr"])),
+                ("Basis", BASIS_WORDS.get(lead.get("basis") or "face", str(lead.get("basis")))),
                 ("Status", lead["status"].replace("_", " ")),
                 ("Flag", lead["flag"] or ""),
+                ("Identification", _level_of(lead.get("identification"))),
             ]
         )
         faces = []
-        for side, label in ((lead["case_face"], "case face (probe)"), (lead["report_face"], "reference face")):
+        sides = ((lead["case_face"] or {}, "case face (probe)"), (lead["report_face"] or {}, "reference face"))
+        for side, label in sides:  # a marks lead has no face
             rgb = rgb_of(side.get("image_id"))
             if rgb is None or not side.get("box"):
                 continue
@@ -240,6 +270,11 @@ def build_case_pdf(wf: Workflow, service: Service, user: User, reference: str) -
             ("Confirmed by", f"{ident['first_confirmed_by']} and {ident['second_confirmed_by']}"),
             ("Confirmed", _date(ident["confirmed_at"])),
             ("Evidence items", str(ident["evidence_count"])),
+            (
+                "Level",
+                LEVEL_WORDS.get(ident.get("level") or "", str(ident.get("level")))
+                + (f": {ident['level_basis']}" if ident.get("level_basis") else ""),
+            ),
         ]
         if ident["status"] == "withdrawn":
             rows.append(

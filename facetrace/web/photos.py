@@ -146,3 +146,21 @@ def record_page_context(
         "min_quality": service.settings.min_quality,
         "editable": any(actor.user.has_role(r) for r in RECORD_ROLES),
     }
+
+
+def check_mark_uploads(service: Service, uploads: list[UploadFile]) -> tuple[list[PhotoInput], list[str]]:
+    """Read and check the photos of a distinguishing mark (a tattoo, a scar): the same limits as
+    every photo (size, format, a readable header), but no face is looked for; return the usable
+    photos and, for the others, the reason each is refused (the caller stores nothing while any is)."""
+    if len(uploads) > MAX_PHOTOS:
+        return [], [f"at most {MAX_PHOTOS} photos at a time"]
+    photos, problems = [], []
+    for upload in uploads:
+        try:
+            data, name = read_image_upload(upload, service.settings.max_upload_bytes)
+            image_width_height(data, oriented=True)
+        except FacetraceError as exc:
+            problems.append(f"{upload.filename or 'photo'}: {exc.message}")
+            continue
+        photos.append(PhotoInput(upload.filename or name, data))
+    return photos, problems

@@ -44,7 +44,13 @@ SECURITY_HEADERS = PAGE_HEADERS
 # Messages shown after a redirect, by key: the query string names one, never carries text.
 # Notices in WARNING_NOTICES report that something did not go as asked, and are shown as warnings.
 WARNING_NOTICES = frozenset(
-    {"approved_failed", "approved_refused", "approved_unknown", "identification_confirmed_not_drafted"}
+    {
+        "approved_failed",
+        "approved_refused",
+        "approved_unknown",
+        "identification_confirmed_not_drafted",
+        "identification_preliminary_held",
+    }
 )
 NOTICES = {
     "signed_out": "You are signed out.",
@@ -66,7 +72,24 @@ NOTICES = {
     "identification_confirmed_not_drafted": "Two examiners confirmed: the identification is established, but "
     "notifications could NOT be drafted (see the notifications below: usually the organisation or mail settings "
     "are missing; an admin sets them under Settings). Draft them once that is fixed.",
+    "identification_preliminary_held": "Two examiners confirmed: the identification is established as "
+    "PRELIMINARY, and notifications to the family are held: the policy notifies families of confirmed "
+    "identifications only (a DNA, dental or fingerprint result recorded as evidence, or an admin's recorded "
+    "exception).",
     "evidence_added": "The evidence is recorded.",
+    "described": "The description is saved and the record was matched again.",
+    "case_kind_set": "The kind of case is saved.",
+    "mark_added": "The mark is recorded and the record was matched again.",
+    "mark_removed": "The mark is removed; the history below keeps the reason.",
+    "effect_added": "The personal effect is recorded.",
+    "primary_reference_added": "The reference is recorded.",
+    "primary_reference_updated": "The status of the reference is changed.",
+    "widened_found": "All reports were searched, exclusions ignored: the leads found are listed under Leads "
+    "(the widening is recorded in the history).",
+    "widened_nothing": "All reports were searched, exclusions ignored: no new lead was found.",
+    "lead_reopened": "The lead is reopened and waits for examiners again; the earlier rejections stay in its history.",
+    "confirmed_by_exception": "The identification is confirmed by exception, with your rationale; the "
+    "notifications the policy now allows were drafted for approval.",
     "withdrawn": "The identification is withdrawn; corrections were drafted for everyone notified.",
     "drafted": "The notification is drafted; a second reviewer must approve it.",
     "approved": "The notification is approved.",
@@ -149,6 +172,8 @@ def nav_items(actor: Actor | None) -> list[tuple[str, str]]:
         items += [("/identifications", "Identifications"), ("/notifications", "Notifications")]
     if user.has_role("examiner"):
         items.append(("/search", "Search"))
+    if can_read(user):
+        items.append(("/search/marks", "Search by marks"))
     if any(user.has_role(r) for r in HISTORY_ROLES):
         items.append(("/search/history", "Past searches"))
     if user.has_role("auditor"):

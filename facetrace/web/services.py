@@ -20,6 +20,7 @@ from facetrace.store.accounts import AuditEvent, User
 from facetrace.store.audit import append_event, list_events
 from facetrace.store.db import Database
 from facetrace.store.models import Face, Image, Person
+from facetrace.store.reconciliation_models import Mark, MarkPhoto
 from facetrace.store.workflow_models import (
     Case,
     CaseImage,
@@ -279,6 +280,14 @@ class MediaRef:
 
 def _image_records(session: Session, image: Image) -> list[str]:
     records = [f"image:{image.id}"]
+    mark = session.execute(
+        select(Mark.id, Mark.report_id, Mark.case_id)
+        .join(MarkPhoto, MarkPhoto.mark_id == Mark.id)
+        .where(MarkPhoto.image_id == image.id)
+    ).first()
+    if mark is not None:  # a photo of a distinguishing mark: the record the mark is on
+        records.append(f"mark:{mark.id}")
+        records.append(f"report:{mark.report_id}" if mark.report_id else f"case:{mark.case_id}")
     case_id = session.execute(select(CaseImage.case_id).where(CaseImage.image_id == image.id)).scalar()
     if case_id is not None:
         records.append(f"case:{case_id}")

@@ -29,6 +29,7 @@ from facetrace.workflow.common import (
     InvalidInput,
     PhotoInput,
     check_choice,
+    check_date_of_birth,
     iso,
     lead_view,
     optional_text,
@@ -500,6 +501,7 @@ class ReconciliationService:
         check_choice(target, ("reports", "cases"), "target")
         query_kind = "case" if target == "reports" else "report"
         desc = parse_descriptors(descriptors or {}, record=query_kind)
+        date_of_birth = check_date_of_birth(date_of_birth)
         query_marks = [parse_mark(m) for m in marks or []]
         if not desc.known() and not query_marks:
             raise InvalidInput("search: give at least one descriptor or one mark")

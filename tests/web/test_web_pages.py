@@ -87,6 +87,24 @@ ACCESS: dict[tuple[str, str], str | set[str]] = {
     ("POST", "/admin/settings/smtp-test"): {"admin"},
     ("GET", "/media/images/{image_id}"): READERS,
     ("GET", "/media/faces/{face_id}"): READERS,
+    **{
+        ("POST", f"/{plural}/{{reference}}/{tail}"): {"intake", "examiner"}
+        for plural in ("reports", "cases")
+        for tail in (
+            "descriptors",
+            "marks",
+            "marks/{mark_id}/remove",
+            "effects",
+            "primary-references",
+            "primary-references/{item_id}",
+        )
+    },
+    ("POST", "/cases/{reference}/kind"): {"intake", "examiner"},
+    ("POST", "/cases/{reference}/widen"): {"examiner", "reviewer"},
+    ("POST", "/leads/{lead_id}/reopen"): {"reviewer"},
+    ("POST", "/identifications/{ident_id}/confirm"): {"admin"},
+    ("GET", "/search/marks"): READERS,
+    ("POST", "/search/marks"): READERS,
 }
 PATH_VALUES = {
     "reference": "NO-SUCH-REF",
@@ -99,6 +117,8 @@ PATH_VALUES = {
     "job_id": "999999",
     "contact_id": "999999",
     "flag_id": "999999",
+    "mark_id": "999999",
+    "item_id": "999999",
     "path:path": "style.css",
 }
 

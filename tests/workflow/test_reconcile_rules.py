@@ -353,7 +353,7 @@ def test_parse_descriptors_refuses_an_unknown_code_naming_the_field(data: dict[s
         ({"height_min": 10}, "height_min: 10 is impossible (between 40 and 250)"),
         ({"height_max": 300}, "height_max: 300 is impossible (between 40 and 250)"),
         ({"height_min": 39.4}, "height_min: 39.4 is impossible (between 40 and 250)"),
-        ({"height": 251}, "height_min: 251 is impossible (between 40 and 250)"),
+        ({"height": 251}, "height: 251 is impossible (between 40 and 250)"),
         ({"height_min": "abc"}, "height_min: 'abc' is not a number"),
         ({"age_min": [30]}, "age_min: [30] is not a number"),
         ({"height_max": math.nan}, "height_max: nan is impossible (between 40 and 250)"),

@@ -17,6 +17,7 @@ from facetrace.usecases.service import Service
 from facetrace.web import audit_rows, edits, services
 from facetrace.web.deps import NO_STORE, FormDep, quote_ref, text, view, web_router
 from facetrace.web.edits import Correction
+from facetrace.web.facts import facts_context, read_descriptors, vocabulary
 from facetrace.web.pages.records import RecordPages, install
 from facetrace.web.pdf import build_case_pdf
 from facetrace.web.photos import record_page_context
@@ -29,8 +30,12 @@ def read_form(form: FormData | None = None) -> dict[str, Any]:
     """Return the intake form's values (a blank form when ``form`` is None)."""
     keys = ("condition", "found_at", "found_place", "holding_organisation", "description", "reference", "retain_until")
     if form is None:
-        return {k: ("deceased" if k == "condition" else "") for k in keys}
-    return {k: text(form, k) for k in keys}
+        return {**{k: "" for k in keys}, "condition": "deceased", "kind": "", "descriptors": {}}
+    return {
+        **{k: text(form, k) for k in keys},
+        "kind": text(form, "kind"),
+        "descriptors": read_descriptors(form, "case"),
+    }
 
 
 def show_page(
@@ -43,6 +48,7 @@ def show_page(
     error: str = "",
     problems: list[str] | None = None,
     correction: Correction | None = None,
+    facts_error: dict[str, str] | None = None,
 ) -> Response:
     """Return the case's page (audited by the workflow as one case.view), with ``correction`` (the
     correction form sent back with its error) shown at the top. Raises NotFoundError."""
@@ -68,6 +74,8 @@ def show_page(
         status_choices=edits.case_status_choices(detail["status"]),
         conditions=CONDITIONS,
         report_refs=services.report_refs(service.db, [i["report_id"] for i in detail["identifications"]]),
+        facts_error=facts_error,
+        **facts_context(service, actor, "case", detail["reference"]),
         **context,
     )
 
@@ -109,8 +117,11 @@ def case_pdf(reference: str, actor: Reader, service: ServiceDep) -> Response:
 
 def fields(values: dict[str, Any]) -> dict[str, Any]:
     """Return the intake form's values as the workflow takes them."""
+    kind = values.get("kind") or None
     return {
-        "condition": values["condition"],
+        "condition": values["condition"] or None,  # a kind that contradicts it is refused, in words
+        "kind": kind,
+        "descriptors": {k: v for k, v in values.get("descriptors", {}).items() if v},
         "found_at": values["found_at"] or None,
         "found_place": values["found_place"],
         "holding_organisation": values["holding_organisation"],
@@ -127,6 +138,6 @@ PAGES = RecordPages(
     read_form=read_form,
     fields=fields,
     show=show_page,
-    form_context={"conditions": CONDITIONS},
+    form_context={"conditions": CONDITIONS, "vocab": vocabulary()},
 )
 install(router, PAGES)

@@ -12,6 +12,7 @@ from facetrace.usecases.actors import Actor
 from facetrace.usecases.records import workflow_for
 from facetrace.usecases.service import Service
 from facetrace.web.deps import FormDep, text, web_router
+from facetrace.web.facts import vocabulary
 from facetrace.web.render import page, redirect
 from facetrace.workflow.common import WITHDRAW_ROLES
 
@@ -22,7 +23,7 @@ router = web_router()
 def identifications(request: Request, actor: Reader, service: ServiceDep) -> Response:
     """Identifications, newest first."""
     rows = workflow_for(service, actor).identifications.list_identifications(actor.user)
-    return page(request, actor, "identifications.html", title="Identifications", rows=rows)
+    return page(request, actor, "identifications.html", title="Identifications", rows=rows, vocab=vocabulary())
 
 
 def _identification_page(
@@ -57,6 +58,8 @@ def _identification_page(
         can_withdraw=any(actor.user.has_role(r) for r in WITHDRAW_ROLES),
         draft_error=draft_error,
         withdraw_error=withdraw_error,
+        vocab=vocabulary(),
+        is_admin=actor.user.has_role("admin"),
     )
 
 

@@ -16,6 +16,7 @@ from facetrace.usecases.records import workflow_for
 from facetrace.usecases.service import Service
 from facetrace.web import services
 from facetrace.web.deps import PAGE_SIZE, FormDep, page_offset, text, web_router
+from facetrace.web.facts import vocabulary
 from facetrace.web.photos import with_shown_status
 from facetrace.web.render import page, redirect
 
@@ -43,6 +44,7 @@ def leads(request: Request, actor: Reader, service: ServiceDep) -> Response:
         "leads.html",
         title="Review queue",
         rows=with_shown_status(rows[:PAGE_SIZE], reviewed),
+        vocab=vocabulary(),
         has_next=len(rows) > PAGE_SIZE,
         offset=offset,
         limit=PAGE_SIZE,
@@ -76,25 +78,32 @@ def _lead_page(
     description and reference)."""
     raw = workflow_for(service, actor).reviews.get_lead(actor.user, lead_id)
     lead = raw  # already blinded for this user by the workflow
-    probe = _face_card(service, raw["case_face"])
-    candidate = _face_card(service, raw["report_face"])
+    faceless = raw["case_face"] is None or raw["report_face"] is None  # a marks lead: no face to show
+    probe = None if faceless else _face_card(service, raw["case_face"])
+    candidate = None if faceless else _face_card(service, raw["report_face"])
     min_quality = service.settings.min_quality
-    best = raw["report_face"]["face_id"]
-    refs = [  # every reference face of the report, the best-matching one included and marked
-        {
-            **f,
-            "best": f["face_id"] == best,
-            "problems": services.quality_problems(f["quality_detail"], f["quality"], min_quality),
-        }
-        for f in services.report_faces(service.db, raw["report"] or {})
-    ]
+    best = None if faceless else raw["report_face"]["face_id"]
+    refs = (
+        []
+        if faceless
+        else [  # every reference face of the report, the best-matching one included and marked
+            {
+                **f,
+                "best": f["face_id"] == best,
+                "problems": services.quality_problems(f["quality_detail"], f["quality"], min_quality),
+            }
+            for f in services.report_faces(service.db, raw["report"] or {})
+        ]
+    )
     case_status = (raw["case"] or {}).get("status")
     ident = raw["identification"]
     identified_elsewhere = None
     if case_status == "identified" and not (ident and ident["status"] == "confirmed"):
         identified_elsewhere = services.confirmed_identification(service.db, raw["case_id"])
-    warnings = [f"Case face: {p}" for p in probe["problems"]]
-    warnings += [f"Reference face: {p}" for p in candidate["problems"]]
+    warnings = [f"Case face: {p}" for p in probe["problems"]] if probe else []
+    warnings += [f"Reference face: {p}" for p in candidate["problems"]] if candidate else []
+    # Read with the page's one view event (lead.view): lead_agreement records no event of its own.
+    agreement = workflow_for(service, actor).reconciliation.lead_agreement(actor.user, lead_id)
     return page(
         request,
         actor,
@@ -115,6 +124,9 @@ def _lead_page(
         open_for_review=raw["status"] not in ("identified", "withdrawn"),
         review_error=review_error,
         evidence_error=evidence_error,
+        agreement=agreement,
+        vocab=vocabulary(),
+        can_reopen=actor.user.has_role("reviewer"),
     )
 
 
@@ -146,6 +158,8 @@ def review_lead(
         drafts = result.get("notifications") or {}
         # Said as it happened: drafting fails (e.g. mail settings missing) without undoing the identification.
         notice = "identification_confirmed_not_drafted" if drafts.get("draft_errors") else "identification_confirmed"
+        if drafts.get("held"):  # a preliminary identification: the policy holds the family notifications
+            notice = "identification_preliminary_held"
         return redirect(f"/identifications/{result['identification']['id']}", notice)
     return redirect(f"/leads/{lead_id}", "review_recorded")
 

@@ -19,6 +19,7 @@ from facetrace.usecases.service import Service
 from facetrace.web import audit_rows, edits, services
 from facetrace.web.deps import LANGUAGES, FormDep, offered_languages, quote_ref, text, texts, web_router
 from facetrace.web.edits import Correction
+from facetrace.web.facts import facts_context, read_descriptors, vocabulary
 from facetrace.web.pages.records import RecordPages, install
 from facetrace.web.photos import record_page_context
 from facetrace.web.render import page, redirect
@@ -41,6 +42,7 @@ def read_form(form: FormData | None = None) -> dict[str, Any]:
             "consent_date": "",
             "retain_until": "",
             "contacts": [{"name": "", "relation": "", "email": "", "phone": "", "language": "en"}],
+            "descriptors": {},
         }
     keys = ("name", "relation", "email", "phone", "language")
     columns = [texts(form, f"contact_{k}") for k in keys]
@@ -53,6 +55,7 @@ def read_form(form: FormData | None = None) -> dict[str, Any]:
         **{k: text(form, k) for k in ("reported_by", "source", "legal_basis", "consent_date", "retain_until")},
         "consent": text(form, "consent") == "yes",
         "contacts": contacts or read_form()["contacts"],
+        "descriptors": read_descriptors(form, "report"),
     }
 
 
@@ -67,6 +70,7 @@ def show_page(
     problems: list[str] | None = None,
     contact_error: str = "",
     correction: Correction | None = None,
+    facts_error: dict[str, str] | None = None,
 ) -> Response:
     """Return the report's page (audited by the workflow as one report.view), with ``correction`` (a
     correction form sent back with its error) shown at the top. Raises NotFoundError."""
@@ -95,6 +99,8 @@ def show_page(
         status_choices=edits.report_status_choices(detail["status"]),
         report_refs=services.report_refs(service.db, related_reports(detail)),
         case_refs=services.case_refs(service.db, [i["case_id"] for i in detail["identifications"]]),
+        facts_error=facts_error,
+        **facts_context(service, actor, "report", detail["reference"]),
         **context,
     )
 
@@ -212,6 +218,7 @@ def fields(values: dict[str, Any]) -> dict[str, Any]:
         "reference": values["reference"] or None,
         "contacts": contacts,
         "retain_until": values["retain_until"] or None,
+        "descriptors": {k: v for k, v in values.get("descriptors", {}).items() if v},
     }
 
 
@@ -222,6 +229,6 @@ PAGES = RecordPages(
     read_form=read_form,
     fields=fields,
     show=show_page,
-    form_context={"languages": LANGUAGES},
+    form_context={"languages": LANGUAGES, "vocab": vocabulary()},
 )
 install(router, PAGES)

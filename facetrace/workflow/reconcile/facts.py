@@ -147,8 +147,9 @@ def parse_descriptors(data: dict[str, Any] | None, *, record: str) -> Descriptor
     """
     data = dict(data or {})
     if "height" in data:
-        height = data.pop("height")
-        if height not in (None, ""):
+        height = _number(data, "height", *HEIGHT_CM, "")  # checked under the name the caller used
+        data.pop("height")
+        if height is not None:
             data["height_min"] = data["height_max"] = height
     allowed = set(DESCRIPTOR_FIELDS) | {"height_min", "height_max"}
     if record == "case":
