@@ -47,7 +47,7 @@ from facetrace.workflow.reconcile.records import (
     exclusion_rules,
     report_facts,
 )
-from facetrace.workflow.reconcile.rules import Exclusion
+from facetrace.workflow.reconcile.rules import Exclusion, ExclusionRules
 
 SEARCH_TOP_K = 50  # candidates per case face; far more than ever pass the review threshold
 MAX_TOP_K = 1000  # with the excluded reports on top (they are dropped after the search)
@@ -85,6 +85,7 @@ class MatchingService:
                 return [], self._policy(self.gallery.gallery_size())
             facts = case_facts(session, case)
             excluded = {} if widen else self._excluded(session, facts)
+            rules = None if widen else exclusion_rules(self.ctx.settings_in(session))
             rows = list(
                 session.execute(
                     select(Face)
@@ -96,7 +97,7 @@ class MatchingService:
             excluded_persons = self._persons_with_faces(session, list(excluded))
             if not rows:
                 n = max(1, self.gallery.gallery_size() - excluded_persons)
-                return self._marks_hits(session, case_id, facts, excluded, n), self._policy(n)
+                return self._marks_hits(session, case_id, facts, excluded, n, rules), self._policy(n)
             found = search_stored_faces(self.gallery, rows, min(SEARCH_TOP_K + len(excluded), MAX_TOP_K))
             policy = self._policy(max(1, found.gallery_size - excluded_persons))
             best: dict[int, PairHit] = {}  # person id -> best face pair
@@ -118,7 +119,7 @@ class MatchingService:
                 if root.id not in by_root or hit.score > by_root[root.id].score:
                     roots[root.id] = root
                     by_root[root.id] = PairHit(case_id, root.id, hit.score, hit.case_face_id, hit.report_face_id)
-            return self._passing(session, facts, list(by_root.values()), roots, policy), policy
+            return self._passing(session, facts, list(by_root.values()), roots, policy, rules), policy
 
     def _passing(
         self,
@@ -127,26 +128,34 @@ class MatchingService:
         hits: list[PairHit],
         roots: dict[int, Report],
         policy: ReviewPolicy,
+        rules: ExclusionRules | None,
     ) -> list[PairHit]:
-        """Return the face pairs that pass: the face alone, or the face with the agreement beyond it."""
+        """Return the face pairs whose face with the agreement beyond it passes the review FPIR
+        (one criterion, so the false leads stay within the policy): ``face`` when the face alone
+        passes too, ``face_and_secondary`` when the agreement lifted it."""
         calibration = self.gallery.calibration
         report_facts_by_id = report_facts(session, list(roots.values()))
         out = []
         for hit in hits:
-            secondary = agreement_of(report_facts_by_id[hit.report_id], facts)
+            secondary = agreement_of(report_facts_by_id[hit.report_id], facts, rules)
             fmr = adjusted_fmr(calibration.fmr(hit.score), secondary)
             fpir = fpir_from_fmr(fmr, policy.gallery_size)
-            if hit.score >= policy.threshold:
-                basis = "face"  # never dropped for a soft disagreement: only an exclusion rule removes a pair
-            elif fpir <= policy.review_fpir:
-                basis = "face_and_secondary"
-            else:
+            face_passes = hit.score >= policy.threshold
+            # (the second test only absorbs rounding at the threshold when nothing beyond the face is known)
+            if not (fpir <= policy.review_fpir or (face_passes and secondary.log10_lr >= 0)):
                 continue
+            basis = "face" if face_passes else "face_and_secondary"
             out.append(replace(hit, basis=basis, secondary=secondary.to_dict(), adjusted_fpir=fpir))
         return out
 
     def _marks_hits(
-        self, session: Session, case_id: int, facts: RecordFacts, excluded: dict[int, list[Exclusion]], n: int
+        self,
+        session: Session,
+        case_id: int,
+        facts: RecordFacts,
+        excluded: dict[int, list[Exclusion]],
+        n: int,
+        rules: ExclusionRules | None,
     ) -> list[PairHit]:
         """Return the reports that a faceless case's marks (with its descriptors) lead to."""
         if not facts.marks:
@@ -160,7 +169,7 @@ class MatchingService:
                 roots.setdefault(root.id, root)
         out = []
         for root_id, rfacts in report_facts(session, list(roots.values())).items():
-            secondary = agreement_of(rfacts, facts)
+            secondary = agreement_of(rfacts, facts, rules)
             fpir = fpir_from_fmr(adjusted_fmr(None, secondary), n)
             if secondary.marks and fpir <= policy.review_fpir:
                 out.append(PairHit(case_id, root_id, 0.0, None, None, "marks", secondary.to_dict(), fpir))

@@ -459,7 +459,9 @@ class ReconciliationService:
             assert case is not None and report is not None
             cfacts = case_facts(session, case)
             rfacts = report_facts(session, [report])[report.id]
-            found = agreement_of(rfacts, cfacts)
+            rules = exclusion_rules(self.ctx.settings_in(session))
+            screened = None if excluded_by(rfacts, cfacts, rules) else rules  # a widened pair was not screened
+            found = agreement_of(rfacts, cfacts, screened)
             photos = self._photo_ids(session, [m.id for m in (*rfacts.marks, *cfacts.marks) if m.id is not None])
             marks = []
             for pair in found.marks:
@@ -467,7 +469,6 @@ class ReconciliationService:
                 view["report_photo_image_ids"] = photos.get(pair.report_mark.id or -1, [])
                 view["case_photo_image_ids"] = photos.get(pair.case_mark.id or -1, [])
                 marks.append(view)
-            rules = exclusion_rules(self.ctx.settings_in(session))
             return {
                 "lead_id": lead.id,
                 "basis": lead.basis,
@@ -519,7 +520,7 @@ class ReconciliationService:
                     if excluded_by(rfacts, query, rules):
                         excluded += 1
                         continue
-                    found = agreement_of(rfacts, query)
+                    found = agreement_of(rfacts, query, rules)
                     if found.log10_lr > 0:
                         scored.append(
                             (found.log10_lr, {"reference": report.reference, "id": report.id, **self._hit(found)})
@@ -531,7 +532,7 @@ class ReconciliationService:
                     if excluded_by(query, cfacts, rules):
                         excluded += 1
                         continue
-                    found = agreement_of(query, cfacts)
+                    found = agreement_of(query, cfacts, rules)
                     if found.log10_lr > 0:
                         scored.append(
                             (found.log10_lr, {"reference": case.reference, "id": case.id, **self._hit(found)})

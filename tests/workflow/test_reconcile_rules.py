@@ -483,8 +483,8 @@ def test_each_descriptor_gets_a_verdict_both_values_in_words_and_its_lr() -> Non
     ]
     lrs = {f.field: f.lr for f in result}
     assert lrs["sex"] == pytest.approx(0.97 / 0.5)  # (1 - e) / p
-    assert lrs["age"] == pytest.approx(0.9 / 0.3)
-    assert lrs["height"] == pytest.approx(0.9 / 0.35)
+    assert lrs["age"] == pytest.approx(0.7 / 0.3)
+    assert lrs["height"] == pytest.approx(0.7 / 0.35)
     assert lrs["build"] == pytest.approx(0.25 / 0.6)  # e / (1 - p)
     assert lrs["facial_hair"] == pytest.approx(0.4 / 0.6)
     assert lrs["hair_colour"] == lrs["hair_length"] == lrs["eye_colour"] == 1.0
@@ -618,7 +618,7 @@ def test_agreement_combines_descriptors_and_marks_in_log10() -> None:
     report = Descriptors(sex="male", height_min=180, height_max=180)
     case = Descriptors(sex="male", height_min=190, height_max=195)
     result = agreement(report, None, [Mark("tattoo", "hand")], case, FOUND, [Mark("tattoo", "hand")])
-    expected = math.log10(0.97 / 0.5) + math.log10(0.1 / 0.65) + math.log10(20)
+    expected = math.log10(0.97 / 0.5) + math.log10(0.3 / 0.65) + math.log10(20)
     assert result.log10_lr == pytest.approx(expected)
     assert (result.count(AGREES), result.count(DISAGREES), result.count(UNKNOWN)) == (1, 1, 6)
     assert len(result.marks) == 1
@@ -653,8 +653,9 @@ def test_the_combined_lr_is_capped_both_ways() -> None:
     )
     weak = agreement(report, "1990", [], case, FOUND, [])
     assert weak.count(DISAGREES) == 8
-    assert sum(math.log10(f.lr) for f in weak.fields) < -MAX_LOG10_LR
-    assert weak.log10_lr == -MAX_LOG10_LR
+    total = sum(math.log10(f.lr) for f in weak.fields)
+    assert weak.log10_lr == pytest.approx(max(total, -MAX_LOG10_LR)) and weak.log10_lr >= -MAX_LOG10_LR
+    assert Agreement(weak.fields + weak.fields, ()).log10_lr == -MAX_LOG10_LR  # twice as much: capped
 
 
 def test_adjusted_fmr_divides_the_face_fmr_by_the_secondary_lr_within_zero_and_one() -> None:
@@ -709,6 +710,7 @@ def test_agreement_to_dict_keys_and_values() -> None:
     assert fields[0] == {
         "field": "sex",
         "label": "Sex",
+        "screened": False,
         "verdict": DISAGREES,
         "report": "female",
         "case": "male",
@@ -736,3 +738,17 @@ def test_agreement_to_dict_keys_and_values() -> None:
             "lr": 200.0,
         }
     ]
+
+
+def test_a_field_an_exclusion_rule_screened_weighs_nothing_when_it_agrees() -> None:
+    report = Descriptors(sex="female", height_min=160, height_max=160, eye_colour="blue")
+    case = Descriptors(sex="female", height_min=150, height_max=158, eye_colour="blue")
+    plain = agreement(report, None, [], case, FOUND, [])
+    screened = agreement(report, None, [], case, FOUND, [], ExclusionRules().fields())
+    by_field = {f.field: f for f in screened.fields}
+    assert by_field["sex"].verdict == AGREES and by_field["sex"].lr == 1.0 and by_field["sex"].screened
+    assert by_field["height"].verdict == DISAGREES and not by_field["height"].screened  # a disagreement still counts
+    assert by_field["eye_colour"].lr == pytest.approx(0.85 / 0.35) and not by_field["eye_colour"].screened
+    assert screened.log10_lr == pytest.approx(plain.log10_lr - math.log10(0.97 / 0.5))
+    assert ExclusionRules().fields() == {"sex", "age", "height"}
+    assert rules_from("age", 5, 5).fields() == {"age"} and rules_from("none", 5, 5).fields() == frozenset()

@@ -12,20 +12,26 @@ likelihood ratio LR = P(observation | same person) / P(observation | different p
   their keywords or descriptions share a word across scripts (``якорь`` ~ ``yakor``). A mark
   recorded on one side only costs nothing: marks are often missed on remains.
 
+A descriptor that an exclusion rule already applied to (sex, age, height, when the rule is on and
+the pair was screened by it) weighs nothing when it agrees: every pair it contradicts is gone, so
+among the remaining ones it no longer tells people apart (counting it again would double the
+false leads; ``bench/reconcile.py`` measured it).
+
 The descriptors are treated as independent, and the product of their LRs is capped at
 :data:`MAX_LOG10_LR` so that secondary evidence never outweighs the face by more than the
 calibration can vouch for. The lead's *adjusted FMR* is the face's calibrated FMR divided by
 that product (FMR 1 when the case has no usable face), and its *adjusted FPIR* is that FMR over
 the compatible gallery: 1 - (1 - FMR_adj)^N. Leads are ranked by adjusted FPIR, lowest first.
-A pair becomes a lead when its adjusted FPIR is within the review FPIR; the face alone still
-decides every search's "match", and a lead without a face is flagged ``marks`` so that no one
+A pair becomes a lead when its adjusted FPIR is within the review FPIR (a face that passes alone
+stays a lead unless the agreement speaks against it); the face alone still decides every search's
+"match", and a lead without a face is flagged ``marks`` so that no one
 mistakes it for a face match.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 
 from rapidfuzz import fuzz
@@ -39,8 +45,10 @@ AGREES, DISAGREES, UNKNOWN = "agrees", "disagrees", "unknown"
 #: field -> (p: chance that two unrelated people agree, e: chance that one person's two records disagree)
 FIELD_MODEL: dict[str, tuple[float, float]] = {
     "sex": (0.5, 0.03),
-    "age": (0.3, 0.1),
-    "height": (0.35, 0.1),
+    # Estimates: a 10-year age range around an estimate within +-8 years misses the true age about a
+    # third of the time (bench/reconcile.py measures e = 0.32 for age, 0.27 for height).
+    "age": (0.3, 0.3),
+    "height": (0.35, 0.3),
     "build": (0.4, 0.25),
     "hair_colour": (0.3, 0.2),
     "hair_length": (0.35, 0.3),
@@ -82,6 +90,7 @@ class FieldAgreement:
     report_value: str
     case_value: str
     lr: float
+    screened: bool = False  # an exclusion rule already used it: it weighs nothing more (lr 1)
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -91,6 +100,7 @@ class FieldAgreement:
             "report": self.report_value,
             "case": self.case_value,
             "lr": round(self.lr, 3),
+            "screened": self.screened,
         }
 
 
@@ -166,9 +176,16 @@ def _span_field(field: str, report: Span, case: Span, unit: str) -> FieldAgreeme
 
 
 def compare_descriptors(
-    report: Descriptors, date_of_birth: str | None, case: Descriptors, found_on: date | None
+    report: Descriptors,
+    date_of_birth: str | None,
+    case: Descriptors,
+    found_on: date | None,
+    screened: frozenset[str] = frozenset(),
 ) -> list[FieldAgreement]:
-    """Return the verdict on each descriptor, in :data:`FIELD_MODEL` order."""
+    """Return the verdict on each descriptor, in :data:`FIELD_MODEL` order. A field in ``screened``
+    (an exclusion rule already ruled out every pair it contradicts) that agrees weighs nothing more:
+    among the compatible records it no longer tells people apart, and counting it again would
+    count it twice."""
     out: list[FieldAgreement] = []
     for field in FIELD_MODEL:
         if field == "age":
@@ -183,7 +200,7 @@ def compare_descriptors(
                 FieldAgreement(field, verdict, label(a) or "unknown", label(b) or "unknown", _lr(field, verdict))
             )
     assert all(f.field in _CATEGORICAL or f.field in ("age", "height") for f in out)
-    return out
+    return [replace(f, lr=1.0, screened=True) if f.field in screened and f.verdict == AGREES else f for f in out]
 
 
 # Words that say nothing of *which* mark it is: the vocabulary's own words and common short words.
@@ -260,10 +277,12 @@ def agreement(
     case: Descriptors,
     found_on: date | None,
     case_marks: list[Mark],
+    screened: frozenset[str] = frozenset(),
 ) -> Agreement:
-    """Return the descriptor verdicts and the corresponding marks of a report and a case."""
+    """Return the descriptor verdicts and the corresponding marks of a report and a case
+    (``screened``: the fields an exclusion rule already applied to, see :func:`compare_descriptors`)."""
     return Agreement(
-        tuple(compare_descriptors(report, date_of_birth, case, found_on)),
+        tuple(compare_descriptors(report, date_of_birth, case, found_on, screened)),
         tuple(corresponding_marks(report_marks, case_marks)),
     )
 

@@ -95,8 +95,10 @@ def excluded_by(report: RecordFacts, case: RecordFacts, rules: ExclusionRules) -
     return exclusions(report.descriptors, report.date_of_birth, case.descriptors, case.found_on, rules)
 
 
-def agreement_of(report: RecordFacts, case: RecordFacts) -> Agreement:
-    """Return how far a report and a case agree beyond the face."""
+def agreement_of(report: RecordFacts, case: RecordFacts, rules: ExclusionRules | None = None) -> Agreement:
+    """Return how far a report and a case agree beyond the face; ``rules``: the exclusion rules the
+    pair was screened with (None: not screened, as in a widened search)."""
+    screened = rules.fields() if rules is not None else frozenset()
     return agreement(
-        report.descriptors, report.date_of_birth, report.marks, case.descriptors, case.found_on, case.marks
+        report.descriptors, report.date_of_birth, report.marks, case.descriptors, case.found_on, case.marks, screened
     )

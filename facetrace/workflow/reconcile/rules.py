@@ -29,6 +29,15 @@ class ExclusionRules:
     age_tolerance_years: float | None = 5.0
     height_tolerance_cm: float | None = 5.0
 
+    def fields(self) -> frozenset[str]:
+        """Return the descriptors these rules screen pairs on (sex, age, height)."""
+        on = {
+            "sex": self.sex,
+            "age": self.age_tolerance_years is not None,
+            "height": self.height_tolerance_cm is not None,
+        }
+        return frozenset(name for name, applies in on.items() if applies)
+
 
 @dataclass(frozen=True)
 class Exclusion:
