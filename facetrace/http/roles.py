@@ -19,6 +19,7 @@ from facetrace.workflow.common import (
     MERGE_ROLES,
     READ_ROLES,
     RECORD_ROLES,
+    REOPEN_ROLES,
     REVIEW_ROLES,
     SEND_ROLES,
     WITHDRAW_ROLES,
@@ -44,6 +45,7 @@ Matcher = Annotated[Actor, Depends(require_roles(*MATCH_ROLES))]
 Reviewer = Annotated[Actor, Depends(require_roles(*REVIEW_ROLES))]
 Merger = Annotated[Actor, Depends(require_roles(*MERGE_ROLES))]
 Withdrawer = Annotated[Actor, Depends(require_roles(*WITHDRAW_ROLES))]
+Reopener = Annotated[Actor, Depends(require_roles(*REOPEN_ROLES))]
 Approver = Annotated[Actor, Depends(require_roles(*APPROVE_ROLES))]
 Sender = Annotated[Actor, Depends(require_roles(*SEND_ROLES))]
 RecordEraser = Annotated[Actor, Depends(require_roles(*ERASE_ROLES))]

@@ -30,6 +30,7 @@ REVIEW_ROLES = ("examiner", "reviewer")  # review leads, record evidence, draft 
 SECOND_CONFIRM_ROLE = "reviewer"  # the confirmation that establishes an identification
 MERGE_ROLES = ("examiner", "reviewer")
 WITHDRAW_ROLES = ("reviewer",)
+REOPEN_ROLES = ("reviewer",)  # overturn a rejection: reopen a rejected lead
 APPROVE_ROLES = ("reviewer",)
 # Who may approve a notification, by the review policy setting ``notification_approvers`` (never its drafter).
 APPROVER_ROLES = {"reviewer": APPROVE_ROLES, "examiner_or_reviewer": ("examiner", "reviewer")}

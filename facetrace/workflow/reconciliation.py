@@ -26,6 +26,7 @@ from facetrace.workflow import queries
 from facetrace.workflow.common import (
     READ_ROLES,
     RECORD_ROLES,
+    REOPEN_ROLES,
     InvalidInput,
     PhotoInput,
     check_choice,
@@ -556,7 +557,7 @@ class ReconciliationService:
         """
         why = required_text(rationale, "rationale")
         with self.ctx.transaction(actor, "lead.reopen", [f"lead:{lead_id}"]) as session:
-            user = self.ctx.acting_user(session, actor, ("reviewer",), "reopening a rejected lead")
+            user = self.ctx.acting_user(session, actor, REOPEN_ROLES, "reopening a rejected lead")
             lead = queries.lead_by_id(session, lead_id, for_update=True)
             if lead.status != "rejected":
                 raise ConflictError(f"lead {lead.id} is {lead.status}, not rejected")

@@ -76,6 +76,25 @@ ACCESS: dict[tuple[str, str], str | set[str]] = {
     ("POST", f"{P}/reports/{{reference}}/merge"): REVIEWERS,
     ("POST", f"{P}/reports/{{reference}}/erase"): {"intake", "examiner", "admin"},
     ("POST", f"{P}/cases/{{reference}}/erase"): {"intake", "examiner", "admin"},
+    # Reconciliation beyond the face (docs/reconciliation.md).
+    ("PUT", f"{P}/reports/{{reference}}/descriptors"): RECORDERS,
+    ("PUT", f"{P}/cases/{{reference}}/descriptors"): RECORDERS,
+    ("PUT", f"{P}/cases/{{reference}}/kind"): RECORDERS,
+    ("POST", f"{P}/reports/{{reference}}/marks"): RECORDERS,
+    ("POST", f"{P}/cases/{{reference}}/marks"): RECORDERS,
+    ("POST", f"{P}/marks/{{mark_id}}/photos"): RECORDERS,
+    ("DELETE", f"{P}/marks/{{mark_id}}"): RECORDERS,
+    ("POST", f"{P}/reports/{{reference}}/effects"): RECORDERS,
+    ("POST", f"{P}/cases/{{reference}}/effects"): RECORDERS,
+    ("POST", f"{P}/reports/{{reference}}/primary-references"): RECORDERS,
+    ("POST", f"{P}/cases/{{reference}}/primary-references"): RECORDERS,
+    ("PATCH", f"{P}/primary-references/{{reference_id}}"): RECORDERS,
+    ("GET", f"{P}/reports/{{reference}}/facts"): READERS,
+    ("GET", f"{P}/cases/{{reference}}/facts"): READERS,
+    ("GET", f"{P}/leads/{{lead_id}}/agreement"): READERS,
+    ("POST", f"{P}/leads/{{lead_id}}/reopen"): SECOND,
+    ("POST", f"{P}/facts/search"): READERS,
+    ("POST", f"{P}/identifications/{{identification_id}}/confirm-by-exception"): {"admin"},
     ("GET", f"{P}/duplicates"): READERS,
     ("POST", f"{P}/duplicates/{{flag_id}}/dismiss"): REVIEWERS,
     ("GET", f"{P}/cases"): READERS,
@@ -163,10 +182,29 @@ ACCESS: dict[tuple[str, str], str | set[str]] = {
     ("POST", "/admin/settings/smtp-test"): {"admin"},
     ("GET", "/media/images/{image_id}"): READERS,
     ("GET", "/media/faces/{face_id}"): READERS,
+    **{
+        ("POST", f"/{plural}/{{reference}}/{tail}"): RECORDERS
+        for plural in ("reports", "cases")
+        for tail in (
+            "descriptors",
+            "marks",
+            "marks/{mark_id}/remove",
+            "effects",
+            "primary-references",
+            "primary-references/{item_id}",
+        )
+    },
+    ("POST", "/cases/{reference}/kind"): RECORDERS,
+    ("POST", "/cases/{reference}/widen"): REVIEWERS,
+    ("POST", "/leads/{lead_id}/reopen"): SECOND,
+    ("POST", "/identifications/{ident_id}/confirm"): {"admin"},
+    ("GET", "/search/marks"): READERS,
+    ("POST", "/search/marks"): READERS,
 }
 # Values for path parameters: records that do not exist (an allowed caller gets 404, not 401/403).
 PATH_VALUES = {"token_id": "999999", "username": "nobody", "external_id": "nobody", "image_id": "999999"}
 PATH_VALUES.update(dict.fromkeys(("job_id", "contact_id", "flag_id", "lead_id", "face_id"), "999999"))
+PATH_VALUES.update(dict.fromkeys(("mark_id", "reference_id", "item_id"), "999999"))
 PATH_VALUES.update(dict.fromkeys(("identification_id", "notification_id", "ident_id", "nid"), "999999"))
 PATH_VALUES.update(reference="NOBODY-1", path="nothing.css")
 
@@ -187,6 +225,7 @@ def app_routes(app: Any) -> list[tuple[str, str]]:
 MULTIPART = {f"{P}/search", f"{P}/compare", f"{P}/detect", f"{P}/jobs/import", f"{P}/persons"}
 MULTIPART.add(f"{P}/persons/{{external_id}}/images")
 MULTIPART.add(f"{P}/search/video")
+MULTIPART.add(f"{P}/marks/{{mark_id}}/photos")
 
 
 def _call(api: Api, method: str, path: str, headers: dict[str, str]) -> Any:

@@ -129,9 +129,9 @@ def test_intake_to_email_through_the_browser(web_app: FastAPI, web_server: str, 
         r"A false match this strong happens in (about|fewer than) 1 of [\d,]+ searches of a gallery this size", plain
     )
     assert "(4 persons)" in plain
-    page.select_option("#kind", "documents")
-    page.fill("#ev_description", "Passport found with the body: Kelly Clarkson, born 1982-04-24")
-    page.fill("#ev_reference", "PB-2024-0411")
+    page.select_option("#kind", "dna")  # a primary identifier: the identification is confirmed, the family told
+    page.fill("#ev_description", "DNA match report: Kelly Clarkson, born 1982-04-24, and her mother's sample")
+    page.fill("#ev_reference", "LAB-2024-0411")
     page.click("#evidence-form button[type=submit]")
     page.wait_for_url(re.compile(r".*msg=evidence_added"))
     page.check("input[name=decision][value=confirm]")

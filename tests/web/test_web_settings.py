@@ -116,7 +116,7 @@ def make_draft(app: FastAPI) -> int:
     lead_id = insert_lead(
         app.state.service.db, case["case"]["id"], report["report"]["id"], fmr=1e-4, fpir=1e-3, gallery_size=1
     )
-    wf.reviews.add_evidence(users["olena"], lead_id, kind="documents", description="Passport")
+    wf.reviews.add_evidence(users["olena"], lead_id, kind="dna", description="DNA match report", reference="LAB-1")
     wf.reviews.review_lead(users["olena"], lead_id, decision="confirm", rationale="Same scar")
     result = wf.reviews.review_lead(users["petro"], lead_id, decision="confirm", rationale="Agree")
     (nid,) = result["notifications"]["drafted"]

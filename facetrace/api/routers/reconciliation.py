@@ -42,7 +42,7 @@ from facetrace.api.reconciliation_schemas import (
     ReportMarkAdded,
 )
 from facetrace.http.deps import ServiceDep, uploaded
-from facetrace.http.roles import Admin, Reader, Recorder, Reviewer
+from facetrace.http.roles import Admin, Reader, Recorder, Reopener
 from facetrace.usecases.records import read_photos, workflow_for
 
 router = APIRouter(tags=["reconciliation"])
@@ -182,7 +182,7 @@ def lead_agreement(lead_id: int, actor: Reader, service: ServiceDep) -> Any:
 
 
 @router.post("/leads/{lead_id}/reopen", response_model=ReopenedLead)
-def reopen_lead(lead_id: int, body: ReconcileRationaleIn, actor: Reviewer, service: ServiceDep) -> Any:
+def reopen_lead(lead_id: int, body: ReconcileRationaleIn, actor: Reopener, service: ServiceDep) -> Any:
     """Reopen a rejected lead with a rationale (reviewers); 409 when it is not rejected."""
     return workflow_for(service, actor).reconciliation.reopen_lead(actor.user, lead_id, rationale=body.rationale)
 

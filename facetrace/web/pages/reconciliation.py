@@ -10,14 +10,14 @@ by hand is refused with the page shown again and the reason in words (never a tr
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Depends, Request
+from fastapi import Request
 from fastapi.responses import Response
 
 from facetrace.errors import FacetraceError, NotFoundError
-from facetrace.http.deps import ServiceDep, require_roles
-from facetrace.http.roles import Admin, Reader, Recorder, Reviewer
+from facetrace.http.deps import ServiceDep
+from facetrace.http.roles import Admin, Reader, Recorder, Reopener, Reviewer
 from facetrace.usecases.actors import Actor
 from facetrace.usecases.records import workflow_for
 from facetrace.usecases.service import Service
@@ -30,7 +30,6 @@ from facetrace.web.render import page, redirect, safe_next
 from facetrace.workflow.reconcile.facts import DESCRIPTOR_FIELDS
 
 router = web_router()
-ReviewerOnly = Annotated[Actor, Depends(require_roles("reviewer"))]  # reopening a rejected lead
 PAGES: dict[str, RecordPages] = {"report": reports.PAGES, "case": cases.PAGES}
 
 
@@ -215,7 +214,7 @@ def widen_search(reference: str, request: Request, form: FormDep, actor: Reviewe
 
 
 @router.post("/leads/{lead_id}/reopen")
-def reopen_lead(lead_id: int, request: Request, form: FormDep, actor: ReviewerOnly, service: ServiceDep) -> Response:
+def reopen_lead(lead_id: int, request: Request, form: FormDep, actor: Reopener, service: ServiceDep) -> Response:
     """Reopen a rejected lead with a rationale; back to the page the form was on."""
     workflow_for(service, actor).reconciliation.reopen_lead(actor.user, lead_id, rationale=text(form, "rationale"))
     back = safe_next(text(form, "next") or f"/leads/{lead_id}")
