@@ -131,7 +131,7 @@ def test_kill_during_enroll_many_times(
         f"write.after_replace@{rng.randint(1, 8)}",
         "enroll.before_index_save",  # everything committed, the index file not saved
     ]
-    plan = kill_plan(rng, points, n_random=7, delays=(1.0, 5.0))
+    plan = kill_plan(rng, points, n_random=4, delays=(1.0, 5.0))
     clock = Stopwatch()
     homes = iter(tmp_path / f"home{n}" for n in range(100))
     home = next(homes)
@@ -230,7 +230,7 @@ def test_kill_during_index_rebuild_many_times(enrolled_home_copy: Path, face_sub
     rng = random.Random(SEED + 1)
     factories = ["IVF16,Flat", "HNSW16", "Flat", "IVF8,SQ8"]
     points = ["rebuild.before_save", "write.before_replace", "write.after_replace"]  # sidecar, then index file
-    plan = kill_plan(rng, [p for p in points for _ in range(2)], n_random=5, delays=(1.5, 4.5))
+    plan = kill_plan(rng, [p for p in points for _ in range(2)], n_random=3, delays=(1.5, 4.5))
     clock = Stopwatch()
     killed = 0
     for number, kill in enumerate(plan):

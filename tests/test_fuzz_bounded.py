@@ -2,7 +2,7 @@
 copy of its committed corpus, and every committed corpus file (seeds and regression crashers)
 is replayed through its target.
 
-``FACETRACE_FUZZ_SECONDS`` sets the session length per target (default 20; 0 skips the
+``FACETRACE_FUZZ_SECONDS`` sets the session length per target (default 10; 0 skips the
 sessions, not the replay); ``FACETRACE_FUZZ_SEED`` fixes libFuzzer's seed (default: a new one).
 A crash fails the test with the path of the crashing input, its bytes (base64) and the seed, so
 that it can be added to the corpus; see ``fuzz/README.md``.
@@ -23,7 +23,7 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FUZZ = REPO_ROOT / "fuzz"
 TARGETS = ("decode", "manifest", "video")
-SECONDS = int(os.environ.get("FACETRACE_FUZZ_SECONDS", "20"))
+SECONDS = int(os.environ.get("FACETRACE_FUZZ_SECONDS", "10"))
 # libFuzzer's random seed: 0 picks a new one each run (more ground covered over many CI runs);
 # a failure prints the seed it ran with, and FACETRACE_FUZZ_SEED=N replays that session.
 SEED = int(os.environ.get("FACETRACE_FUZZ_SEED", "0"))

@@ -244,6 +244,10 @@ def test_migrate_command(
     assert _top(json.loads(on_milvus.stdout)) == _top(expected)
     info = json.loads(run_cli("index", "info", "--json", env={"FACETRACE_VECTOR_URL": url}).stdout)
     assert info["backend"] == backend_name(url) and info["count"] == 40
+
+
+def test_migrate_command_refuses_bad_targets_in_one_line(enrolled_home_copy: Path, run_cli: RunCli) -> None:
+    """Whatever the backend under test, a target that is no vector store, or one that does not answer."""
     bad = run_cli("index", "migrate", "--to", "ftp://x/y")
     assert bad.returncode != 0 and bad.stderr.startswith("error:") and "Traceback" not in bad.stderr
     unreachable = run_cli("index", "migrate", "--to", "milvus://127.0.0.1:9/faces")

@@ -79,7 +79,7 @@ def test_kill_during_notification_sending_many_times(
         env["FACETRACE_DATABASE_URL"] = wf_settings.database_url
     wf.settings.smtp_port = slow_smtp.port  # the operator's own outbox runs below
     points = [f"notify.after_claim@{rng.randint(1, 3)}", f"notify.after_deliver@{rng.randint(1, 3)}"] * 2
-    plan = kill_plan(rng, points, n_random=6, delays=(1.5, 4.0))
+    plan = kill_plan(rng, points, n_random=3, delays=(1.5, 4.0))
     clock = Stopwatch()
     rounds = killed = resolved = 0
     ids = _round_of_notifications(wf, users, rounds)
