@@ -62,6 +62,14 @@ from typing import Any
 import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def repo_relative(path: Path) -> str:
+    """Return ``path`` relative to the repository (``../shared/...`` for the shared data), so that the
+    results committed from one machine name no folder of that machine."""
+    return os.path.relpath(Path(path).resolve(), REPO_ROOT)
+
+
 sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(REPO_ROOT / "bench"))
 
@@ -1215,7 +1223,7 @@ def run(dataset: Path, *, quick: bool, workers: int, seed: int, extra_seeds: int
     faces = face_scores(split, vectors, gallery.model_id, calibration)
     default = Variant()
     result: dict[str, Any] = {
-        "dataset": str(dataset),
+        "dataset": repo_relative(dataset),
         "quick": quick,
         "split": split.counts(),
         "failure_to_extract": int(sum(v is None for v in vectors.values())),
@@ -1595,7 +1603,7 @@ def main() -> int:
     out = args.out or (None if args.quick else REPO_ROOT / "bench" / "results" / "reconcile.json")
     plots = args.plots or (None if args.quick else REPO_ROOT / "docs")
     if plots is not None:
-        result["plot"] = str(plot(result, plots))
+        result["plot"] = repo_relative(plot(result, plots))
     public = {k: v for k, v in result.items() if not k.startswith("_")}
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
