@@ -5,7 +5,7 @@ page shows them."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from fastapi import UploadFile
@@ -79,21 +79,35 @@ def feedback_on(service: Service, data: bytes, name: str, kind: str, faces: Sequ
 def check_uploads(service: Service, uploads: list[UploadFile], kind: str) -> tuple[list[PhotoInput], list[str]]:
     """Read and check uploaded photos; return the usable photos and, for the others, the reason
     each is refused (the caller stores nothing while any is refused)."""
+
+    def usable_face(data: bytes, name: str) -> tuple[PhotoInput, str | None]:
+        faces = tuple(service.gallery.detect(data, name))
+        feedback = feedback_on(service, data, name, kind, faces)
+        # Analysed once: the workflow keeps these faces.
+        return PhotoInput(name, data, faces), None if feedback["usable"] else feedback["reason"]
+
+    return _checked_uploads(service, uploads, usable_face)
+
+
+def _checked_uploads(
+    service: Service, uploads: list[UploadFile], check: Callable[[bytes, str], tuple[PhotoInput, str | None]]
+) -> tuple[list[PhotoInput], list[str]]:
+    """Read each upload within the limits of every photo (count, size, format), then ``check`` it;
+    return the usable photos and the reason each other one is refused."""
     if len(uploads) > MAX_PHOTOS:
         return [], [f"at most {MAX_PHOTOS} photos at a time"]
     photos, problems = [], []
     for upload in uploads:
         try:
             data, name = read_image_upload(upload, service.settings.max_upload_bytes)
-            faces = tuple(service.gallery.detect(data, name))
-            feedback = feedback_on(service, data, name, kind, faces)
+            photo, problem = check(data, upload.filename or name)
         except FacetraceError as exc:
             problems.append(f"{upload.filename or 'photo'}: {exc.message}")
             continue
-        if not feedback["usable"]:
-            problems.append(f"{upload.filename or name}: {feedback['reason']}")
+        if problem is not None:
+            problems.append(f"{photo.name}: {problem}")
             continue
-        photos.append(PhotoInput(upload.filename or name, data, faces))  # analysed once: the workflow keeps these
+        photos.append(photo)
     return photos, problems
 
 
@@ -152,15 +166,9 @@ def check_mark_uploads(service: Service, uploads: list[UploadFile]) -> tuple[lis
     """Read and check the photos of a distinguishing mark (a tattoo, a scar): the same limits as
     every photo (size, format, a readable header), but no face is looked for; return the usable
     photos and, for the others, the reason each is refused (the caller stores nothing while any is)."""
-    if len(uploads) > MAX_PHOTOS:
-        return [], [f"at most {MAX_PHOTOS} photos at a time"]
-    photos, problems = [], []
-    for upload in uploads:
-        try:
-            data, name = read_image_upload(upload, service.settings.max_upload_bytes)
-            image_width_height(data, oriented=True)
-        except FacetraceError as exc:
-            problems.append(f"{upload.filename or 'photo'}: {exc.message}")
-            continue
-        photos.append(PhotoInput(upload.filename or name, data))
-    return photos, problems
+
+    def readable(data: bytes, name: str) -> tuple[PhotoInput, str | None]:
+        image_width_height(data, oriented=True)  # raises ImageError for an unreadable header
+        return PhotoInput(name, data), None
+
+    return _checked_uploads(service, uploads, readable)

@@ -107,9 +107,7 @@ class CaseService:
         fields = {
             "condition": condition,
             "kind": kind,
-            "descriptors": {
-                k: v for k, v in parse_descriptors(descriptors or {}, record="case").to_dict().items() if v is not None
-            },
+            "descriptors": parse_descriptors(descriptors or {}, record="case").stored(),
             "found_at": parse_datetime(found_at, "found at"),
             "found_place": (found_place or "").strip()[:500],
             "holding_organisation": (holding_organisation or "").strip()[:300],

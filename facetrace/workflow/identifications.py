@@ -44,6 +44,11 @@ from facetrace.workflow.context import WorkflowContext
 from facetrace.workflow.drafting import Drafter
 
 
+def primary_basis(item: Evidence) -> str:
+    """Return what a primary identifier result confirms an identification on, e.g. ``dna evidence 12 (LAB-7)``."""
+    return f"{item.kind} evidence {item.id}" + (f" ({item.reference})" if item.reference else "")
+
+
 def primary_level(session: Session, lead_id: int) -> tuple[str, str | None]:
     """Return the level a lead's evidence supports: ``("confirmed", basis)`` with a primary
     identifier result (DNA, dental or fingerprint evidence), else ``("preliminary", None)``."""
@@ -53,11 +58,7 @@ def primary_level(session: Session, lead_id: int) -> tuple[str, str | None]:
         .order_by(Evidence.id)
         .limit(1)
     ).scalar()
-    if primary is None:
-        return "preliminary", None
-    return "confirmed", f"{primary.kind} evidence {primary.id}" + (
-        f" ({primary.reference})" if primary.reference else ""
-    )
+    return ("preliminary", None) if primary is None else ("confirmed", primary_basis(primary))
 
 
 class IdentificationService:

@@ -13,7 +13,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from facetrace.errors import ConflictError
@@ -46,10 +46,12 @@ from facetrace.workflow.reconcile.records import (
     excluded_by,
     exclusion_rules,
     report_facts,
+    screenable_reports,
 )
 from facetrace.workflow.reconcile.rules import Exclusion, ExclusionRules
 
 SEARCH_TOP_K = 50  # candidates per case face; far more than ever pass the review threshold
+IN_CHUNK = 5000  # ids per IN (...) list: well under SQLite's limit on bound parameters
 MAX_TOP_K = 1000  # with the excluded reports on top (they are dropped after the search)
 
 
@@ -69,7 +71,9 @@ class MatchingService:
         return ReviewPolicy.for_gallery(self.gallery, self.ctx.current_settings().review_fpir, gallery_size)
 
     # -- searches -----------------------------------------------------------------------------
-    def _case_hits(self, case_id: int, *, widen: bool = False) -> tuple[list[PairHit], ReviewPolicy]:
+    def _case_hits(
+        self, case_id: int, *, widen: bool = False, screenable: dict[int, RecordFacts] | None = None
+    ) -> tuple[list[PairHit], ReviewPolicy]:
         """Search an open case against the reports its recorded facts do not rule out (all of them
         when ``widen``); return the pairs that pass the review policy, one per root report.
 
@@ -84,7 +88,7 @@ class MatchingService:
             if case is None or case.status not in OPEN_CASE_STATUSES:
                 return [], self._policy(self.gallery.gallery_size())
             facts = case_facts(session, case)
-            excluded = {} if widen else self._excluded(session, facts)
+            excluded = {} if widen else self._excluded(session, facts, screenable)
             rules = None if widen else exclusion_rules(self.ctx.settings_in(session))
             rows = list(
                 session.execute(
@@ -175,15 +179,17 @@ class MatchingService:
                 out.append(PairHit(case_id, root_id, 0.0, None, None, "marks", secondary.to_dict(), fpir))
         return out
 
-    def _excluded(self, session: Session, case: RecordFacts) -> dict[int, list[Exclusion]]:
-        """Return the root reports that the case's recorded facts rule out, with the rules that do."""
-        rules = exclusion_rules(self.ctx.settings_in(session))
+    def _excluded(
+        self, session: Session, case: RecordFacts, screenable: dict[int, RecordFacts] | None = None
+    ) -> dict[int, list[Exclusion]]:
+        """Return the root reports that the case's recorded facts rule out, with the rules that do
+        (``screenable``: :func:`screenable_reports` when the caller read them already)."""
         if not case.descriptors.known():
             return {}
-        stmt = select(Report).where(Report.status != "merged")
-        reports = list(session.execute(stmt).scalars())
+        rules = exclusion_rules(self.ctx.settings_in(session))
+        reports = screenable if screenable is not None else screenable_reports(session)
         out: dict[int, list[Exclusion]] = {}
-        for report_id, rfacts in report_facts(session, reports).items():
+        for report_id, rfacts in reports.items():
             found = excluded_by(rfacts, case, rules)
             if found:
                 out[report_id] = found
@@ -191,15 +197,18 @@ class MatchingService:
 
     @staticmethod
     def _persons_with_faces(session: Session, report_ids: list[int]) -> int:
-        """Return how many gallery persons (with a face) the reports and those merged into them hold."""
-        if not report_ids:
-            return 0
-        families = [r for root in report_ids for r in queries.merged_family(session, root)]
-        persons = queries.family_person_ids(session, families)
-        if not persons:
-            return 0
-        count = session.execute(select(func.count(func.distinct(Face.person_id))).where(Face.person_id.in_(persons)))
-        return int(count.scalar() or 0)
+        """Return how many gallery persons (with a face) these root reports and the reports merged
+        into them hold: a few queries whatever the number of reports (a merge merged again later is
+        not followed: the compatible gallery then counts a person too many, a stricter threshold)."""
+        total = 0
+        for start in range(0, len(report_ids), IN_CHUNK):
+            chunk = report_ids[start : start + IN_CHUNK]
+            persons = select(Report.person_id).where(or_(Report.id.in_(chunk), Report.merged_into_id.in_(chunk)))
+            count = session.execute(
+                select(func.count(func.distinct(Face.person_id))).where(Face.person_id.in_(persons))
+            )
+            total += int(count.scalar() or 0)
+        return total
 
     def exclusions_for_case(self, session: Session, case: Case) -> dict[int, list[Exclusion]]:
         """Return the root reports a case's recorded facts rule out (by report id), with the rules."""
@@ -227,10 +236,11 @@ class MatchingService:
                     .order_by(Case.id)
                 ).scalars()
             )
+            screenable = screenable_reports(session)  # once for all the cases below
         hits: list[PairHit] = []
         policy = self._policy(self.gallery.gallery_size())
         for case_id in case_ids:
-            case_hits, policy = self._case_hits(case_id)
+            case_hits, policy = self._case_hits(case_id, screenable=screenable)
             hits.extend(h for h in case_hits if h.report_id == root_id)
         return hits, policy
 

@@ -39,11 +39,12 @@ from facetrace.workflow.common import (
 from facetrace.workflow.context import WorkflowContext
 from facetrace.workflow.matching import MatchingService
 from facetrace.workflow.reconcile.agreement import adjusted_fmr
-from facetrace.workflow.reconcile.facts import parse_descriptors, parse_mark
+from facetrace.workflow.reconcile.facts import parse_descriptors, parse_mark, refuse_unknown
 from facetrace.workflow.reconcile.records import (
     RecordFacts,
     agreement_of,
     case_facts,
+    cases_facts,
     excluded_by,
     exclusion_rules,
     mark_of,
@@ -140,17 +141,17 @@ class ReconciliationService:
             NotFoundError, PermissionDenied, InvalidInput (an unknown field or code, an impossible value).
         """
         kind = _kind(kind)
-        checked = parse_descriptors(descriptors, record=kind).to_dict()
+        checked = parse_descriptors(descriptors, record=kind)
         with self.ctx.transaction(actor, f"{kind}.describe", [f"{kind}:{reference}"]) as session:
             user = self.ctx.acting_user(session, actor, RECORD_ROLES, f"describing a {kind}")
             record = queries.record_by_reference(session, kind, reference)
             before = dict(record.descriptors or {})
-            stored = {k: v for k, v in checked.items() if v is not None}
+            stored = checked.stored()
             changed = sorted(k for k in set(before) | set(stored) if before.get(k) != stored.get(k))
             record.descriptors = stored
             self.ctx.audit(session, user, f"{kind}.describe", [f"{kind}:{record.id}"], {"changed": changed})
             record_id = record.id
-        return {"descriptors": checked, "matching": self._rematch(actor, kind, record_id)}
+        return {"descriptors": checked.to_dict(), "matching": self._rematch(actor, kind, record_id)}
 
     def set_case_kind(
         self, actor: User, reference: str | int, kind: str, *, parent_case: str | int | None = None
@@ -285,9 +286,7 @@ class ReconciliationService:
             NotFoundError, PermissionDenied, InvalidInput.
         """
         kind = _kind(kind)
-        unknown = set(effect) - {"kind", "colour", "inscription", "description"}
-        if unknown:
-            raise InvalidInput(f"effect: unknown field(s) {', '.join(sorted(unknown))}")
+        refuse_unknown(effect, {"kind", "colour", "inscription", "description"}, "effect")
         values = {
             "kind": check_choice(str(effect.get("kind") or ""), EFFECT_KINDS, "effect kind"),
             "colour": optional_text(effect.get("colour"), "effect colour", max_len=100) or "",
@@ -314,9 +313,7 @@ class ReconciliationService:
             NotFoundError, PermissionDenied, InvalidInput (unknown kind or status for that kind).
         """
         kind = _kind(kind)
-        unknown = set(item) - {"kind", "status", "holder", "sample_reference", "note"}
-        if unknown:
-            raise InvalidInput(f"primary reference: unknown field(s) {', '.join(sorted(unknown))}")
+        refuse_unknown(item, {"kind", "status", "holder", "sample_reference", "note"}, "primary reference")
         ref_kind = check_choice(str(item.get("kind") or ""), PRIMARY_KINDS, "primary reference kind")
         values = {
             "kind": ref_kind,
@@ -516,28 +513,20 @@ class ReconciliationService:
             if target == "reports":
                 query = RecordFacts(desc, found_on=None, marks=query_marks)
                 reports = list(session.execute(select(Report).where(Report.status != "merged")).scalars())
-                for report in reports:
-                    rfacts = report_facts(session, [report])[report.id]
-                    if excluded_by(rfacts, query, rules):
-                        excluded += 1
-                        continue
-                    found = agreement_of(rfacts, query, rules)
-                    if found.log10_lr > 0:
-                        scored.append(
-                            (found.log10_lr, {"reference": report.reference, "id": report.id, **self._hit(found)})
-                        )
+                facts = report_facts(session, reports)
+                candidates = [(r.reference, r.id, facts[r.id], query) for r in reports]
             else:
                 query = RecordFacts(desc, date_of_birth, marks=query_marks)
-                for case in session.execute(select(Case).where(Case.status != "closed")).scalars():
-                    cfacts = case_facts(session, case)
-                    if excluded_by(query, cfacts, rules):
-                        excluded += 1
-                        continue
-                    found = agreement_of(query, cfacts, rules)
-                    if found.log10_lr > 0:
-                        scored.append(
-                            (found.log10_lr, {"reference": case.reference, "id": case.id, **self._hit(found)})
-                        )
+                cases = list(session.execute(select(Case).where(Case.status != "closed")).scalars())
+                facts = cases_facts(session, cases)
+                candidates = [(c.reference, c.id, query, facts[c.id]) for c in cases]
+            for reference, record_id, report_side, case_side in candidates:
+                if excluded_by(report_side, case_side, rules):
+                    excluded += 1
+                    continue
+                found = agreement_of(report_side, case_side, rules)
+                if found.log10_lr > 0:
+                    scored.append((found.log10_lr, {"reference": reference, "id": record_id, **self._hit(found)}))
             scored.sort(key=lambda item: (-item[0], item[1]["id"]))
             self.ctx.audit(session, user, "facts.search", [], {"target": target, "results": min(len(scored), limit)})
             return {"target": target, "results": [hit for _, hit in scored[:limit]], "excluded": excluded}

@@ -120,11 +120,7 @@ class ReportService:
             "source": required_text(source, "source (provenance)", max_len=300),
             "legal_basis": required_text(legal_basis, "legal basis (provenance)", max_len=300),
             "consent": bool(consent),
-            "descriptors": {
-                k: v
-                for k, v in parse_descriptors(descriptors or {}, record="report").to_dict().items()
-                if v is not None
-            },
+            "descriptors": parse_descriptors(descriptors or {}, record="report").stored(),
             "consent_date": parse_date(consent_date, "consent date"),
             "date_of_birth": check_date_of_birth(date_of_birth),
             "description": (description or "").strip()[:20_000],

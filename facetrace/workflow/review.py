@@ -47,7 +47,7 @@ from facetrace.workflow.common import (
     review_view,
 )
 from facetrace.workflow.context import WorkflowContext
-from facetrace.workflow.identifications import IdentificationService
+from facetrace.workflow.identifications import IdentificationService, primary_basis
 
 
 def _standing(reviews: list[Review]) -> dict[int, Review]:
@@ -235,7 +235,6 @@ class ReviewService:
                 select(Identification).where(Identification.lead_id == lead.id, Identification.status == "confirmed")
             ).scalar()
             if ident is not None and ident.level == "preliminary" and kind in PRIMARY_EVIDENCE:
-                basis = f"{kind} evidence {item.id}" + (f" ({ref})" if ref else "")
-                notes = self.identifications.confirm_level(session, user, ident, basis)
+                notes = self.identifications.confirm_level(session, user, ident, primary_basis(item))
                 view["identification"] = {**identification_view(ident), "notifications": notes}
             return view

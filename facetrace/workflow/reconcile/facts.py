@@ -89,6 +89,10 @@ class Descriptors:
         """Return the names of the fields that are known."""
         return [k for k, v in asdict(self).items() if v is not None]
 
+    def stored(self) -> dict[str, Any]:
+        """Return the known fields only: what a record's ``descriptors`` column keeps."""
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
 
 @dataclass(frozen=True)
 class Mark:
@@ -112,6 +116,17 @@ class Mark:
         what = f"{self.type}, {self.location()}"
         detail = ", ".join(self.keywords) or self.description
         return f"{what}: {detail}" if detail else what
+
+
+def refuse_unknown(data: dict[str, Any], allowed: set[str] | frozenset[str], what: str, extra: str = "") -> None:
+    """Refuse an object with a field that ``what`` does not have (naming them).
+
+    Raises:
+        InvalidInput: one or more unknown fields.
+    """
+    unknown = set(data) - set(allowed)
+    if unknown:
+        raise InvalidInput(f"{what}: unknown field(s) {', '.join(sorted(unknown))}{extra}")
 
 
 def _choice(data: dict[str, Any], key: str, choices: tuple[str, ...], where: str) -> str | None:
@@ -154,10 +169,8 @@ def parse_descriptors(data: dict[str, Any] | None, *, record: str) -> Descriptor
     allowed = set(DESCRIPTOR_FIELDS) | {"height_min", "height_max"}
     if record == "case":
         allowed |= {"age_min", "age_max"}
-    unknown = set(data) - allowed
-    if unknown:
-        extra = " (a report's age follows from its date of birth)" if unknown & {"age_min", "age_max"} else ""
-        raise InvalidInput(f"descriptors: unknown field(s) {', '.join(sorted(unknown))}{extra}")
+    ages = {"age_min", "age_max"} & (set(data) - allowed)
+    refuse_unknown(data, allowed, "descriptors", " (a report's age follows from its date of birth)" if ages else "")
     values: dict[str, Any] = {k: _choice(data, k, CHOICES[k], "") for k in DESCRIPTOR_FIELDS}
     values["height_min"] = _number(data, "height_min", *HEIGHT_CM, "")
     values["height_max"] = _number(data, "height_max", *HEIGHT_CM, "")
@@ -196,9 +209,7 @@ def parse_mark(data: dict[str, Any]) -> Mark:
     Raises:
         InvalidInput: a missing or unknown code (naming the field), a field this object does not have.
     """
-    unknown = set(data) - {"type", "region", "side", "aspect", "description", "keywords"}
-    if unknown:
-        raise InvalidInput(f"mark: unknown field(s) {', '.join(sorted(unknown))}")
+    refuse_unknown(data, {"type", "region", "side", "aspect", "description", "keywords"}, "mark")
     kind = _choice(data, "type", MARK_TYPES, "mark ")
     region = _choice(data, "region", BODY_REGIONS, "mark ")
     if kind is None or region is None:
