@@ -117,6 +117,33 @@ def extract(path: str) -> tuple[str, np.ndarray | None, float, float]:
     return path, embedding, time.perf_counter() - start, time.process_time() - cpu_start
 
 
+def extract_encoded(job: tuple[str, bytes]) -> tuple[str, np.ndarray | None]:
+    """Return ``(key, embedding)`` for one encoded image given as ``(key, bytes)``, the peer's way
+    (see :func:`extract`); the embedding is None when no face is found or the bytes do not decode."""
+    import io
+
+    import face_recognition
+
+    key, data = job
+    try:
+        image = face_recognition.load_image_file(io.BytesIO(data))
+    except (OSError, ValueError):
+        return key, None
+    locations = face_recognition.face_locations(image)
+    if not locations:
+        return key, None
+    largest = max(locations, key=lambda box: (box[2] - box[0]) * (box[1] - box[3]))
+    encodings = face_recognition.face_encodings(image, [largest])
+    return key, (np.asarray(encodings[0], dtype=np.float64) if encodings else None)
+
+
+def extract_encoded_all(jobs: Sequence[tuple[str, bytes]], workers: int) -> dict[str, np.ndarray | None]:
+    """Return the peer's embedding (or None) of every ``(key, encoded image)``, on ``workers`` processes."""
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(processes=workers, initializer=_init_worker) as pool:
+        return dict(pool.imap_unordered(extract_encoded, jobs, chunksize=4))
+
+
 def extract_all(
     paths: Sequence[str], workers: int, chunksize: int = 4
 ) -> tuple[dict[str, np.ndarray | None], dict[str, float], dict[str, float]]:

@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     detector: str = "hog"
     embedder: str = "dlib-onnx"  # or "dlib", or "onnx:/path/to/arcface.onnx" (an operator's model)
     detect_max_side: int = 1024
-    min_quality: float = 20.0
+    min_quality: float = 10.0
     workers: int = 0  # 0 = one per core
     # Video (facetrace.vision.video): limits checked before and while decoding.
     video_max_bytes: int = 4 * 1024**3

@@ -219,11 +219,28 @@ class Candidate(BaseModel):
     reason: str = Field(description="Why this candidate is or is not a match.")
 
 
+class QualityBandView(BaseModel):
+    """The band of a probe face's quality and what it means for the error rates of its search (measured)."""
+
+    name: str = Field(description="The band: unusable (below the minimum quality), poor, fair or good.")
+    label: str = Field(description="The band in words, e.g. 'good quality'.")
+    low: float = Field(description="The lowest quality in the band.")
+    high: float = Field(description="The quality where the band ends (not included).")
+    true_match_rate: float = Field(description="Share of searches for someone in the gallery that found them.")
+    false_match_rate: float = Field(
+        description="Share of searches for someone not in the gallery that matched someone else."
+    )
+    advice: str = Field(description="What the band means for an examiner, in plain words.")
+
+
 class ProbeResult(DetectedFaceView):
     """One probe face of a search with its candidates and the match decision."""
 
     candidates: list[Candidate]
     match: str | None = Field(description="The external id of the matching person, or null.")
+    quality_band: QualityBandView = Field(
+        description="The band of the face's quality, with its measured error rates and advice in plain words."
+    )
 
 
 class GalleryFacts(BaseModel):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from facetrace.gallery.quality_bands import quality_band
 from facetrace.store.media import sha256_bytes
 from facetrace.usecases.actors import Actor, audited
 from facetrace.usecases.errors import InvalidRequest
@@ -16,7 +17,8 @@ def search(
     service: Service, actor: Actor, image: ImageSource, *, case_reference: str, purpose: str, top: int
 ) -> dict[str, Any]:
     """Search every face of ``image`` against the gallery; return the result (as
-    ``facetrace search --json``). The case reference and purpose are recorded with the search.
+    ``facetrace search --json``, each face with its ``quality_band``: the band's label and what it
+    means for the error rates, in plain words). The case reference and purpose are recorded with the search.
 
     Raises:
         InvalidRequest: a blank case reference or purpose.
@@ -31,7 +33,12 @@ def search(
             raise InvalidRequest("case_reference and purpose must not be blank")
         data, name = image.read(service.settings.max_upload_bytes)
         note.detail["image_sha256"] = sha256_bytes(data)
-        result = service.gallery.search(data, name=name, top_k=top).to_dict()
+        found = service.gallery.search(data, name=name, top_k=top)
+        result = found.to_dict()
+        for face, shown in zip(found.faces, result["faces"], strict=True):
+            # From the unrounded quality and the search's own minimum, so that the band agrees with quality_ok.
+            band = quality_band(face.face.quality.score, min_quality=found.policy.min_quality)
+            shown["quality_band"] = band.as_dict()
         persons = {c["person"]["id"] for f in result["faces"] for c in f["candidates"]}
         note.records = [f"person:{p}" for p in sorted(persons)]
         note.detail["faces"] = len(result["faces"])

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
 import dlib
 import numpy as np
 
@@ -16,7 +19,13 @@ from facetrace.vision.detect import Detection, DetectorName, detect_faces
 from facetrace.vision.dlib_onnx import OnnxDlibResnetEmbedder
 from facetrace.vision.embed import DlibResnetEmbedder, Embedder, l2_normalise
 from facetrace.vision.onnx_arcface import OnnxArcFaceEmbedder
-from facetrace.vision.quality import Quality, assess
+from facetrace.vision.quality import Quality, assess, restore_chip
+
+#: Faces narrower than this (pixels) are upscaled before landmarks and chips, by the smallest whole
+#: factor that makes them about SMALL_FACE_TARGET_PX wide, at most SMALL_FACE_MAX_UPSCALE.
+SMALL_FACE_PX = 64
+SMALL_FACE_TARGET_PX = 100
+SMALL_FACE_MAX_UPSCALE = 5
 
 
 @dataclass
@@ -57,6 +66,8 @@ class FaceAnalyzer:
         max_pixels: int = DEFAULT_MAX_PIXELS,
         second_alignment: bool = True,
         embedder_name: str = "dlib-onnx",
+        small_faces: bool = True,
+        restore: bool = True,
     ) -> None:
         self.detector: DetectorName = detector
         self.embedder: Embedder = embedder or make_embedder(embedder_name)
@@ -68,6 +79,30 @@ class FaceAnalyzer:
         self.detect_max_side = detect_max_side
         self.cnn_fallback = cnn_fallback
         self.max_pixels = max_pixels
+        self.small_faces = small_faces
+        self.restore = restore
+
+    def _alignment_view(
+        self, image: np.ndarray, det: Detection
+    ) -> tuple[np.ndarray, dlib.rectangle, Callable[[np.ndarray], np.ndarray]]:
+        """Return the image to find landmarks and cut chips in, the face's box in it, and the map of its
+        points back to ``image``. A face under :data:`SMALL_FACE_PX` wide is cut out with a margin and
+        upscaled (bicubic) first: dlib's landmarks and the chip's resampling do better on it than on the
+        few pixels of the original (bench/degraded.py, "small")."""
+        left, top, right, bottom = det.box
+        width = right - left
+        if not self.small_faces or width >= SMALL_FACE_PX or width < 4:
+            return image, dlib.rectangle(left, top, right - 1, bottom - 1), lambda points: points
+        factor = min(SMALL_FACE_MAX_UPSCALE, math.ceil(SMALL_FACE_TARGET_PX / width))
+        height_img, width_img = image.shape[:2]
+        x0, y0 = max(0, left - width), max(0, top - width)
+        x1, y1 = min(width_img, right + width), min(height_img, bottom + width)
+        crop = cv2.resize(image[y0:y1, x0:x1], None, fx=factor, fy=factor, interpolation=cv2.INTER_CUBIC)
+        rect = dlib.rectangle(
+            (left - x0) * factor, (top - y0) * factor, (right - x0) * factor - 1, (bottom - y0) * factor - 1
+        )
+        offset = np.array([x0, y0], dtype=np.float64)
+        return np.ascontiguousarray(crop), rect, lambda points: points / factor + offset
 
     @property
     def model_id(self) -> str:
@@ -76,7 +111,11 @@ class FaceAnalyzer:
     def detect(self, image: np.ndarray) -> list[Detection]:
         """Return the detections in ``image``, largest first."""
         return detect_faces(
-            image, detector=self.detector, max_side=self.detect_max_side, cnn_fallback=self.cnn_fallback
+            image,
+            detector=self.detector,
+            max_side=self.detect_max_side,
+            cnn_fallback=self.cnn_fallback,
+            small_faces=self.small_faces,
         )
 
     def analyze(self, image: np.ndarray, *, largest_only: bool = False, keep_chips: bool = False) -> list[Face]:
@@ -88,46 +127,30 @@ class FaceAnalyzer:
         if not detections:
             return []
         predictor = models.landmarks5()
-        chips, shapes = [], []
+        predictor68 = models.landmarks68() if (self.own_alignment or self.second_alignment) else None
+        chips, extra, points5 = [], [], []
         for det in detections:
-            left, top, right, bottom = det.box
-            shape = predictor(image, dlib.rectangle(left, top, right - 1, bottom - 1))
-            shapes.append(shape)
-            chips.append(
-                dlib.get_face_chip(image, shape, size=self.embedder.chip_size, padding=self.embedder.chip_padding)
-            )
-        if self.own_alignment:
-            predictor68 = models.landmarks68()
-            chips = [
-                self.embedder.align(  # type: ignore[attr-defined]
-                    image,
-                    np.array(
-                        [
-                            (p.x, p.y)
-                            for p in predictor68(
-                                image, dlib.rectangle(d.box[0], d.box[1], d.box[2] - 1, d.box[3] - 1)
-                            ).parts()
-                        ]
-                    ),
-                )
-                for d in detections
-            ]
+            source, rect, to_image = self._alignment_view(image, det)
+            shape = predictor(source, rect)
+            points5.append(to_image(np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)))
+            size, padding = self.embedder.chip_size, self.embedder.chip_padding
+            if self.own_alignment:
+                assert predictor68 is not None
+                points68 = np.array([(p.x, p.y) for p in predictor68(source, rect).parts()])
+                chips.append(self.embedder.align(source, points68))  # type: ignore[attr-defined]
+            else:
+                chips.append(dlib.get_face_chip(source, shape, size=size, padding=padding))
+            if self.second_alignment:
+                assert predictor68 is not None
+                extra.append(dlib.get_face_chip(source, predictor68(source, rect), size=size, padding=padding))
+        if self.restore:
+            chips, extra = [restore_chip(c) for c in chips], [restore_chip(c) for c in extra]
         embeddings = self.embedder.embed_chips(chips)
         if self.second_alignment:
-            predictor68 = models.landmarks68()
-            extra = [
-                dlib.get_face_chip(
-                    image,
-                    predictor68(image, dlib.rectangle(d.box[0], d.box[1], d.box[2] - 1, d.box[3] - 1)),
-                    size=self.embedder.chip_size,
-                    padding=self.embedder.chip_padding,
-                )
-                for d in detections
-            ]
+            # A second chip aligned with 68-point landmarks, averaged with the 5-point one (docs/accuracy.md).
             embeddings = l2_normalise(embeddings + self.embedder.embed_chips(extra))
         faces = []
-        for det, shape, chip, emb in zip(detections, shapes, chips, embeddings, strict=True):
-            points = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
+        for det, points, chip, emb in zip(detections, points5, chips, embeddings, strict=True):
             faces.append(
                 Face(
                     box=det.box,

@@ -1,6 +1,6 @@
 """The case file as PDF (fpdf2, pure Python): the case, its photos with faces boxed, the
-candidates with their scores in plain words, the reviews, evidence, identifications and
-notifications, and an excerpt of the audit trail.
+candidates with their scores in plain words and the case face's quality band, the reviews,
+evidence, identifications and notifications, and an excerpt of the audit trail.
 
 Text is set in DejaVu Sans (the TTF that ships with matplotlib, already a dependency), so that
 Cyrillic and other names print; without it the PDF falls back to a core font.
@@ -17,6 +17,7 @@ from fpdf import FPDF
 from fpdf.enums import XPos, YPos
 
 from facetrace.errors import FacetraceError
+from facetrace.gallery.quality_bands import quality_band
 from facetrace.store.accounts import User
 from facetrace.usecases.service import Service
 from facetrace.web import images, services
@@ -223,11 +224,15 @@ def build_case_pdf(wf: Workflow, service: Service, user: User, reference: str) -
         pdf.heading(
             f"Lead {lead['id']}: report {report.get('reference', lead['report_id'])}, {report.get('name', '')}", 11
         )
+        probe = lead["case_face"] or {}
+        # The case face's quality band: what its quality means for the error rates (a marks lead has no face).
+        band = quality_band(probe["quality"], min_quality=settings.min_quality) if "quality" in probe else None
         pdf.facts(
             [
                 ("Score", f"{lead['score']:.3f} (review threshold {lead['threshold']:.3f})"),
                 ("False-match risk", services.fpir_words(lead["fpir"], lead["gallery_size"])),
                 ("", services.fmr_words(lead["fmr"])),
+                *([("Case face", f"quality {probe['quality']:.0f}, {band.label}. {band.advice}")] if band else []),
                 ("Basis", BASIS_WORDS.get(lead.get("basis") or "face", str(lead.get("basis")))),
                 ("Status", lead["status"].replace("_", " ")),
                 ("Flag", lead["flag"] or ""),
@@ -235,13 +240,14 @@ def build_case_pdf(wf: Workflow, service: Service, user: User, reference: str) -
             ]
         )
         faces = []
-        sides = ((lead["case_face"] or {}, "case face (probe)"), (lead["report_face"] or {}, "reference face"))
+        sides = ((probe, "case face (probe)"), (lead["report_face"] or {}, "reference face"))
         for side, label in sides:  # a marks lead has no face
             rgb = rgb_of(side.get("image_id"))
             if rgb is None or not side.get("box"):
                 continue
             crop = images.face_crop_jpeg(rgb, side["box"], size=360)
-            faces.append((crop, f"{label}, quality {side['quality']:.0f}", 360.0, 360.0))
+            shown = f"{label}, quality {side['quality']:.0f}" + (f", {band.label}" if band and side is probe else "")
+            faces.append((crop, shown, 360.0, 360.0))
         if faces:
             pdf.pictures(faces, FACE_MM)
         if lead.get("blind"):

@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import UploadFile
 
 from facetrace.errors import FacetraceError
+from facetrace.gallery.quality_bands import quality_band
 from facetrace.http.deps import read_image_upload
 from facetrace.usecases.actors import Actor
 from facetrace.usecases.service import Service
@@ -24,13 +25,15 @@ MAX_PHOTOS = 20
 
 
 def face_feedback(face: Any, min_quality: float) -> dict[str, Any]:
-    """Return one detected face as the intake form shows it: box, quality, whether usable, problems."""
+    """Return one detected face as the intake and search forms show it: box, quality, whether usable,
+    problems, and its quality band (label, measured error rates and advice in plain words)."""
     detail = face.quality.as_dict()
     return {
         "box": list(face.box),
         "quality": round(face.quality.score, 1),
         "quality_ok": face.quality.score >= min_quality,
         "problems": services.quality_problems(detail, face.quality.score, min_quality),
+        "quality_band": quality_band(face.quality.score, min_quality=min_quality).as_dict(),
     }
 
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from apitest import Api, face_images, upload
 
+from facetrace.gallery.quality_bands import quality_band
+
 P = "/api/v1"
 WHY = {"case_reference": "CASE-2024-017", "purpose": "identify a person found at the river crossing"}
 
@@ -33,8 +35,15 @@ def test_search_returns_the_engines_json_and_is_audited(gallery_api: Api) -> Non
     result = response.json()
     assert result["faces"][0]["candidates"][0]["person"]["external_id"] == "Bill_Paxton"
     assert len(result["faces"][0]["candidates"]) == 3
-    # The very JSON of the engine (``facetrace search --json``) for the same photo.
-    assert result == api.service.gallery.search(probe.read_bytes(), name=probe.name, top_k=3).to_dict()
+    # The very JSON of the engine (``facetrace search --json``) for the same photo, each face with its quality band.
+    engine = api.service.gallery.search(probe.read_bytes(), name=probe.name, top_k=3)
+    bands = [f.pop("quality_band") for f in result["faces"]]
+    assert result == engine.to_dict()
+    for band, face in zip(bands, engine.faces, strict=True):
+        expected = quality_band(face.face.quality.score, min_quality=api.service.settings.min_quality)
+        assert band == expected.as_dict() and band["label"] == f"{band['name']} quality"
+        assert band["name"] != "unusable" and face.decision.quality_ok
+        assert band["advice"].startswith("Photos of this quality found about ")
     event = api.audit("search")[-1]
     assert event["actor"] == "examiner" and event["outcome"] == "ok" and event["source"] == "testclient"
     assert event["detail"]["case_reference"] == WHY["case_reference"]

@@ -96,7 +96,9 @@ def test_search_result_has_faces_candidates_and_decisions(openapi: dict[str, Any
     result = body_schema(openapi, "/search", "post")
     assert {"image", "gallery", "policy", "faces"} <= set(result["required"])
     face = field(openapi, result, "faces")
-    assert {"box", "quality", "quality_ok", "candidates", "match"} <= set(face["required"])
+    assert {"box", "quality", "quality_ok", "candidates", "match", "quality_band"} <= set(face["required"])
+    band = field(openapi, result, "faces", "quality_band")
+    assert {"name", "label", "true_match_rate", "false_match_rate", "advice"} <= set(band["required"])
     candidate = field(openapi, result, "faces", "candidates")
     assert {"rank", "person", "score", "fmr", "fpir", "match", "reason"} <= set(candidate["required"])
     assert candidate["properties"]["score"]["type"] == "number"

@@ -14,8 +14,10 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from markupsafe import escape
 from webtest import browser_login, client_login, face_images, insert_lead
 
+from facetrace.gallery.quality_bands import quality_band
 from facetrace.store.accounts import User, get_user
 from facetrace.store.audit import list_events
 from facetrace.store.workflow_models import DuplicateFlag, Report
@@ -265,6 +267,14 @@ def test_lead_page_names_each_status_shows_every_reference_face_and_both_descrip
     assert len(re.findall(r'src="/media/faces/\d+', refs)) == 2
     assert "best match: reference" in refs
     assert "CASE-DESCRIPTION: blue jacket" in page and "REPORT-DESCRIPTION: swimmer, tall" in page
+    # The case face (the probe) shows its quality band and what it means, in plain words; the reference faces not.
+    service = web_app.state.service
+    lead = _workflow(web_app).reviews.get_lead(_user(web_app, "olena"), peirsol["lead"], audited=False)
+    probe_side = page[page.index("<h3>Probe:") : page.index("<h3>Candidate:")]
+    band = quality_band(lead["case_face"]["quality"], min_quality=service.settings.min_quality)
+    assert f'<span class="badge band-{band.name}"' in probe_side and f">{band.label}</span>" in probe_side
+    assert f'<p class="band-advice">{escape(band.advice)}</p>' in probe_side
+    assert "band-advice" not in page[page.index("<h3>Candidate:") :]
     # The report's leads table links the case by its reference.
     report_page = olena.get(f"/reports/{peirsol['first']['reference']}").text
     case_ref = peirsol["case"]["reference"]

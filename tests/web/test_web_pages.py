@@ -284,6 +284,8 @@ def test_photo_check_reports_faces_quality_and_refusals(client: TestClient) -> N
     good = check(face_images("Ashanti")[0]).json()
     assert good["usable"] and len(good["faces"]) == 1 and good["faces"][0]["quality"] > 20
     assert good["width"] == 250 and len(good["faces"][0]["box"]) == 4
+    band = good["faces"][0]["quality_band"]  # the search form's preview shows its label
+    assert band["name"] != "unusable" and band["label"] == f"{band['name']} quality" and band["advice"]
     none = check(SPECIAL / "no_face.png").json()
     assert not none["usable"] and none["reason"] == "no face found"
     group = check(SPECIAL / "group_of_three.jpg", "case").json()
@@ -369,7 +371,7 @@ def _lead_without_faces(app: FastAPI, name: str) -> int:
         contacts=[{"name": "Mother", "relation": "mother", "email": "mother@family.example", "language": "en"}],
     )["report"]
     case = wf.cases.create_case(ivan, condition="deceased", found_place="Bucha")["case"]
-    return insert_lead(service.db, case["id"], report["id"], score=0.93, fmr=2e-6, fpir=5e-6, case_quality=15.0)
+    return insert_lead(service.db, case["id"], report["id"], score=0.93, fmr=2e-6, fpir=5e-6, case_quality=6.0)
 
 
 def test_second_reviewer_sees_the_first_decision_only_after_deciding(web_app: FastAPI) -> None:
@@ -378,7 +380,7 @@ def test_second_reviewer_sees_the_first_decision_only_after_deciding(web_app: Fa
     olena_csrf, petro_csrf = client_login(olena, "olena"), client_login(petro, "petro")
     page = olena.get(f"/leads/{lead_id}").text
     assert "1 of 200,000 searches of a gallery this size (4 persons)" in page  # FPIR 5e-6 in plain words
-    assert "Case face: quality 15 is below the minimum 20" in page  # quality warning
+    assert "Case face: quality 6 is below the minimum 10" in page  # quality warning
     response = olena.post(
         f"/leads/{lead_id}/review",
         data={"csrf_token": olena_csrf, "decision": "reject", "rationale": "Different ear lobes: RATIONALE-ONE"},

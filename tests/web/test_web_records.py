@@ -11,9 +11,11 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from markupsafe import escape
 from sqlalchemy import select
 from webtest import client_login, face_images, insert_lead
 
+from facetrace.gallery.quality_bands import quality_band
 from facetrace.store.accounts import get_user
 from facetrace.store.audit import list_events
 from facetrace.store.workflow_models import Identification, Notification
@@ -181,6 +183,14 @@ def test_past_searches_page_lists_photo_searches_for_colleagues(web_app: FastAPI
         files=[("image", (photo.name, photo.read_bytes(), "image/jpeg"))],
     )
     assert response.status_code == 200, response.text[-500:]
+    # The face's quality band beside its quality, and what it means in plain words below it.
+    service = web_app.state.service
+    (face,) = service.gallery.detect(photo.read_bytes(), photo.name)
+    band = quality_band(face.quality.score, min_quality=service.settings.min_quality)
+    caption = re.search(r"<figcaption>(.*?)</figcaption>", response.text, re.S)
+    assert caption and f'<span class="badge band-{band.name}"' in caption.group(1)
+    assert f">{band.label}</span>" in caption.group(1)
+    assert f'<p class="band-advice">{escape(band.advice)}</p>' in caption.group(1)
     for name in ("petro", "anna", "olena"):
         page = _signed_in(web_app, name).get("/search/history", params={"user": "olena"})
         assert page.status_code == 200

@@ -32,6 +32,7 @@ from wftest import Inbox, face_images, photo
 from facetrace.config import Settings
 from facetrace.errors import PermissionDenied
 from facetrace.gallery import Gallery, read_manifest
+from facetrace.gallery.quality_bands import quality_band
 from facetrace.index.faiss_index import FaissIndex
 from facetrace.index.milvus_index import MilvusIndex
 from facetrace.store.accounts import AuditEvent, User
@@ -124,7 +125,13 @@ def _erasure_end_to_end(wf: Workflow, users: dict[str, User], smtp: Inbox, monke
     assert len(face_ids) == 2 and all((wf.gallery.media.root / m).is_file() for m in media)
     probe = face_images(SOUGHT)[-1]
     assert external_id in _candidates(wf.gallery, probe)
-    assert "Kelly Clarkson" in _pdf_text(wf, users["olena"], case_ref, monkeypatch)
+    case_file = _pdf_text(wf, users["olena"], case_ref, monkeypatch)
+    assert "Kelly Clarkson" in case_file
+    # The case face's quality band, and what it means in plain words, beside its quality.
+    case_face = wf.reviews.get_lead(users["olena"], world["lead_id"], audited=False)["case_face"]
+    band = quality_band(case_face["quality"], min_quality=wf.settings.min_quality)
+    assert f"quality {case_face['quality']:.0f}, {band.label}. {band.advice}" in case_file
+    assert f"case face (probe), quality {case_face['quality']:.0f}, {band.label}" in case_file
     # A stored job result (as a video search job keeps) that names the person.
     search = wf.gallery.search(probe.read_bytes(), name=probe.name, top_k=5).to_dict()
     with wf.db.session() as s:

@@ -8,6 +8,7 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from facetrace.errors import FacetraceError
+from facetrace.gallery.quality_bands import quality_band
 from facetrace.http.deps import ServiceDep
 from facetrace.http.roles import Reader, Reviewer
 from facetrace.store.workflow_models import EVIDENCE_KINDS
@@ -53,12 +54,17 @@ def leads(request: Request, actor: Reader, service: ServiceDep) -> Response:
     )
 
 
-def _face_card(service: Service, face: dict[str, Any]) -> dict[str, Any]:
-    """Return one side of a lead: its face (None when erased), quality and quality problems."""
+def _face_card(service: Service, face: dict[str, Any], *, probe: bool = False) -> dict[str, Any]:
+    """Return one side of a lead: its face (None when erased), quality and quality problems, and
+    for the ``probe`` (the case face) its quality band: what the quality means for the error rates."""
     detail = services.face_details(service.db, [face["face_id"]]).get(face["face_id"], {}) if face["face_id"] else {}
     quality = float(detail.get("quality", face.get("quality", 0.0)))
-    problems = services.quality_problems(detail.get("detail", {}), quality, service.settings.min_quality)
-    return {"face_id": face.get("face_id"), "quality": quality, "problems": problems}
+    min_quality = service.settings.min_quality
+    problems = services.quality_problems(detail.get("detail", {}), quality, min_quality)
+    card: dict[str, Any] = {"face_id": face.get("face_id"), "quality": quality, "problems": problems}
+    if probe:
+        card["quality_band"] = quality_band(quality, min_quality=min_quality).as_dict()
+    return card
 
 
 def _lead_page(
@@ -79,7 +85,7 @@ def _lead_page(
     raw = workflow_for(service, actor).reviews.get_lead(actor.user, lead_id)
     lead = raw  # already blinded for this user by the workflow
     faceless = raw["case_face"] is None or raw["report_face"] is None  # a marks lead: no face to show
-    probe = None if faceless else _face_card(service, raw["case_face"])
+    probe = None if faceless else _face_card(service, raw["case_face"], probe=True)
     candidate = None if faceless else _face_card(service, raw["report_face"])
     min_quality = service.settings.min_quality
     best = None if faceless else raw["report_face"]["face_id"]

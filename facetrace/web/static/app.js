@@ -180,6 +180,7 @@
           var list = el("ul");
           faces.forEach(function (face, n) {
             var text = "Face " + (n + 1) + ": quality " + Math.round(face.quality) + (face.quality_ok ? "" : " (low)");
+            if (face.quality_band) { text += ", " + face.quality_band.label; }
             if (face.problems && face.problems.length) { text += " — " + face.problems.join("; "); }
             list.appendChild(el("li", {}, text));
           });
