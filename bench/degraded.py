@@ -221,7 +221,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         def compute() -> dict[str, Any]:
             log(f"facetrace {args.variant} {condition}: embedding {len(samples)} images")
-            if condition == "gallery" or condition == "clean":
+            if condition in ("gallery", "clean", "second_reference"):
                 jobs = ((str(s.path), ImageInput.read(s.path)) for s in samples)
             else:
                 assert clean is not None
@@ -284,6 +284,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     peer_clean_threshold = None
     band_rows: list[tuple[float, bool, bool, bool]] = []  # quality, mated, correct-first, above threshold
     impostors: dict[int, list[np.ndarray]] = {}  # quality band -> normalised impostor scores
+    all_records: dict[str, dict[str, FaceRecord | None]] = {}  # condition -> probe records
     raw_impostors: list[np.ndarray] = []  # raw cosines of degraded probes with other people's references
     raw_genuine: list[float] = []  # raw cosines of degraded mated probes with their own reference
     for condition in conditions:
@@ -294,6 +295,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         else:
             sel_m, sel_n = mated_samples, nonmated_samples
             records = clean_records if condition == "clean" else ours(condition, probes, clean_records)["records"]
+            all_records[condition] = records
         vectors = {k: (r.vector if r is not None else None) for k, r in records.items()}
         quality = {k: (r.quality if r is not None else 0.0) for k, r in records.items()}
         m = _results(sel_m, vectors, scorer.scores, gallery_ids, True)
@@ -374,6 +376,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         workers=workers,
         log=log,
     )
+    second = _second_references(split, mated_samples, ours, enrolled, gallery_records)
+    report["several_references"] = several_references(
+        second, mated_samples, nonmated_samples, all_records, enrolled, gallery_records, model_id, threshold
+    )
     report["peer_clean_threshold"] = peer_clean_threshold
     report["seconds"] = time.perf_counter() - started
     return report
@@ -441,6 +447,71 @@ def _tracker_thresholds(
             "degraded": bar_degraded,
             "genuine_degraded_above_clean_bar": float(np.mean(genuine >= bar_clean)),
         }
+    return out
+
+
+def _second_references(
+    split: Any,
+    mated: Sequence[Sample],
+    ours: Callable[..., dict[str, Any]],
+    enrolled: Sequence[Sample],
+    gallery_records: dict[str, FaceRecord | None],
+) -> dict[str, tuple[str, FaceRecord]]:
+    """Return ``identity -> (path, record)``: a second clean reference (the identity's first mated image,
+    embedded) for every enrolled identity with at least two mated images and one among the selected probes."""
+    enrolled_ids = {s.identity for s in enrolled}
+    by_identity: dict[str, list[Sample]] = {}
+    for sample in split.mated:
+        by_identity.setdefault(sample.identity, []).append(sample)
+    wanted = {s.identity for s in mated if s.identity in enrolled_ids}
+    extra = [imgs[0] for ident, imgs in by_identity.items() if ident in wanted and len(imgs) >= 2]
+    records = ours("second_reference", extra, None)["records"]
+    return {s.identity: (str(s.path), records[str(s.path)]) for s in extra if records[str(s.path)] is not None}
+
+
+def several_references(
+    second: dict[str, tuple[str, FaceRecord]],
+    mated: Sequence[Sample],
+    nonmated: Sequence[Sample],
+    all_records: dict[str, dict[str, FaceRecord | None]],
+    enrolled: Sequence[Sample],
+    gallery_records: dict[str, FaceRecord | None],
+    model_id: str,
+    threshold: float,
+) -> dict[str, Any]:
+    """Two references per person against one: the product's best-face fusion (a person's score is their best
+    reference's) and a mean template, on the mated probes of people with a second reference (never the
+    second reference itself) and every non-mated probe, clean and degraded conditions pooled."""
+    references = {path for path, _ in second.values()}
+    probes_m = [s for s in mated if s.identity in second and str(s.path) not in references]
+    ids = [s.identity for s in enrolled]
+    first = np.vstack([gallery_records[str(s.path)].vector for s in enrolled])  # type: ignore[union-attr]
+    extra_ids = [i for i in ids if i in second]
+    extra = np.vstack([second[i][1].vector for i in extra_ids])
+    mean = first.copy()
+    index = {ident: k for k, ident in enumerate(ids)}
+    for ident in extra_ids:
+        total = first[index[ident]] + second[ident][1].vector
+        mean[index[ident]] = total / np.linalg.norm(total)
+    galleries = {
+        "one_reference": (first, ids),
+        "two_references_best_face": (np.vstack([first, extra]), ids + extra_ids),
+        "two_references_mean_template": (mean, ids),
+    }
+    out: dict[str, Any] = {"people_with_two_references": len(extra_ids), "mated_probes_per_condition": len(probes_m)}
+    for name, (matrix, gallery_ids) in galleries.items():
+        scorer = GalleryScorer(matrix, model_id)
+        pooled_m: list[ProbeResult] = []
+        pooled_n: list[ProbeResult] = []
+        for records in all_records.values():
+            vectors = {k: (r.vector if r is not None else None) for k, r in records.items()}
+            pooled_m += _results(probes_m, vectors, scorer.scores, list(gallery_ids), True)
+            pooled_n += _results(nonmated, vectors, scorer.scores, list(gallery_ids), False)
+        metrics = compute_metrics(pooled_m, pooled_n)
+        decided = _decisions(
+            pooled_m, pooled_n, lambda r, i: bool(r.candidates) and r.candidates[0][1] >= threshold, len(pooled_m)
+        )
+        out[name] = {**{k: metrics[k] for k in ("rank1", "fnir_at_fpir_0.01", "fnir_at_fpir_0.1")}, **decided}
     return out
 
 
