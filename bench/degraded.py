@@ -54,7 +54,7 @@ from facetrace.evaluation.protocol import (  # noqa: E402
     threshold_at_fpir,
     wilson_interval,
 )
-from facetrace.evaluation.run import GalleryScorer  # noqa: E402
+from facetrace.evaluation.run import GalleryScorer, probe_results  # noqa: E402
 from facetrace.gallery import Gallery  # noqa: E402
 from facetrace.gallery.calibration import Calibration  # noqa: E402
 from facetrace.vision.decode import ImageInput, load_image  # noqa: E402
@@ -153,21 +153,21 @@ def degraded_images(
 
 
 # ------------------------------------------------------------------------------------------ scoring
+def _score_rows(
+    samples: Sequence[Sample], vectors: dict[str, np.ndarray | None], score: Callable[[np.ndarray], np.ndarray]
+) -> dict[str, np.ndarray]:
+    """Return each sample's row of scores against the gallery, for the samples with a face (scored at once)."""
+    found = [str(s.path) for s in samples if vectors.get(str(s.path)) is not None]
+    rows = score(np.vstack([vectors[k] for k in found])) if found else []
+    return dict(zip(found, rows, strict=True))
+
+
 def _results(
-    samples: Sequence[Sample],
-    vectors: dict[str, np.ndarray | None],
-    score: Callable[[np.ndarray], np.ndarray],
-    gallery_ids: list[str],
-    mated: bool,
+    samples: Sequence[Sample], rows: dict[str, np.ndarray], gallery_ids: list[str], mated: bool
 ) -> list[ProbeResult]:
-    keys = [str(s.path) for s in samples]
-    found = [k for k in keys if vectors.get(k) is not None]
-    rows = score(np.vstack([vectors[k] for k in found])) if found else np.zeros((0, len(gallery_ids)))
-    by_key = {}
-    for key, row in zip(found, rows, strict=True):
-        best = np.argsort(-row, kind="stable")[:10]
-        by_key[key] = [(gallery_ids[i], float(row[i])) for i in best]
-    return [ProbeResult(s.identity if mated else None, by_key.get(str(s.path), [])) for s in samples]
+    ok = [str(s.path) in rows for s in samples]
+    matrix = np.vstack([rows[str(s.path)] for s in samples if str(s.path) in rows]) if any(ok) else np.zeros((0, 0))
+    return probe_results(matrix, ok, [s.identity if mated else None for s in samples], gallery_ids)
 
 
 def _rate(successes: int, trials: int) -> dict[str, Any]:
@@ -262,11 +262,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         peer_ids = [s.identity for s in peer_enrolled]
         peer_matrix = np.vstack([peer_gallery[str(s.path)] for s in peer_enrolled])
 
-        def peer_score(probes_matrix: np.ndarray) -> np.ndarray:
-            cross = probes_matrix @ peer_matrix.T
-            squared = (probes_matrix**2).sum(1)[:, None] + (peer_matrix**2).sum(1)[None, :] - 2 * cross
-            return -np.sqrt(np.maximum(squared, 0.0))
-
     yaw = {k: abs(r.quality_detail["yaw_deg"]) for k, r in clean_records.items() if r is not None}
     pose_keys = {k for k, y in yaw.items() if y >= POSE_DEGREES}
     # clean first: face_recognition's fixed threshold is the one that gives FPIR 0.01 on clean probes
@@ -298,8 +293,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             all_records[condition] = records
         vectors = {k: (r.vector if r is not None else None) for k, r in records.items()}
         quality = {k: (r.quality if r is not None else 0.0) for k, r in records.items()}
-        m = _results(sel_m, vectors, scorer.scores, gallery_ids, True)
-        n = _results(sel_n, vectors, scorer.scores, gallery_ids, False)
+        rows = _score_rows(sel_m + sel_n, vectors, scorer.scores)
+        m = _results(sel_m, rows, gallery_ids, True)
+        n = _results(sel_n, rows, gallery_ids, False)
         q_m = [quality[str(s.path)] for s in sel_m]
         q_n = [quality[str(s.path)] for s in sel_n]
         failures = sum(1 for s in sel_m + sel_n if vectors[str(s.path)] is None)
@@ -325,7 +321,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             band_rows.append((q, result.truth is not None, result.rank_of_truth() == 1, hit))
         if condition != "large_pose":
             _collect_impostors(
-                sel_m + sel_n, records, scorer, np.array(gallery_ids), impostors, raw_impostors, raw_genuine
+                sel_m + sel_n,
+                records,
+                rows,
+                scorer.gallery,
+                np.array(gallery_ids),
+                impostors,
+                raw_impostors,
+                raw_genuine,
             )
         if args.with_peer:
             peer_records = (
@@ -333,8 +336,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 if condition in ("clean", "large_pose")
                 else theirs(condition, probes, clean_records)
             )["vectors"]
-            pm = _results(sel_m, peer_records, peer_score, peer_ids, True)
-            pn = _results(sel_n, peer_records, peer_score, peer_ids, False)
+            pm = peer.probe_results(sel_m, peer_records, peer_ids, peer_matrix, mated=True)
+            pn = peer.probe_results(sel_n, peer_records, peer_ids, peer_matrix, mated=False)
             pfail = sum(1 for s in sel_m + sel_n if peer_records.get(str(s.path)) is None)
             if condition == "clean":
                 peer_clean_threshold = threshold_at_fpir(pn, POLICY_FPIR)
@@ -376,7 +379,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         workers=workers,
         log=log,
     )
-    second = _second_references(split, mated_samples, ours, enrolled, gallery_records)
+    second = _second_references(split, mated_samples, ours, enrolled)
     report["several_references"] = several_references(
         second, mated_samples, nonmated_samples, all_records, enrolled, gallery_records, model_id, threshold
     )
@@ -388,20 +391,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def _collect_impostors(
     samples: Sequence[Sample],
     records: dict[str, FaceRecord | None],
-    scorer: GalleryScorer,
+    rows: dict[str, np.ndarray],
+    gallery: np.ndarray,
     gallery_ids: np.ndarray,
     impostors: dict[int, list[np.ndarray]],
     raw_impostors: list[np.ndarray],
     raw_genuine: list[float],
 ) -> None:
-    """Add every probe's comparisons with other people's references, by the probe's quality band."""
+    """Add every probe's comparisons with other people's references (its normalised ``rows``, and raw
+    cosines with the ``gallery``), by the probe's quality band."""
     for sample in samples:
         record = records[str(sample.path)]
         if record is None:
             continue
         other = gallery_ids != sample.identity
-        impostors.setdefault(_band_of(record.quality), []).append(scorer.scores(record.vector[None])[0][other])
-        raw = scorer.gallery @ record.vector
+        impostors.setdefault(_band_of(record.quality), []).append(rows[str(sample.path)][other])
+        raw = gallery @ record.vector
         raw_impostors.append(raw[other][:: max(1, len(raw) // 300)])  # a sample: enough for FMR 0.5 and 1e-3
         raw_genuine.extend(raw[~other].tolist())
 
@@ -455,7 +460,6 @@ def _second_references(
     mated: Sequence[Sample],
     ours: Callable[..., dict[str, Any]],
     enrolled: Sequence[Sample],
-    gallery_records: dict[str, FaceRecord | None],
 ) -> dict[str, tuple[str, FaceRecord]]:
     """Return ``identity -> (path, record)``: a second clean reference (the identity's first mated image,
     embedded) for every enrolled identity with at least two mated images and one among the selected probes."""
@@ -505,8 +509,9 @@ def several_references(
         pooled_n: list[ProbeResult] = []
         for records in all_records.values():
             vectors = {k: (r.vector if r is not None else None) for k, r in records.items()}
-            pooled_m += _results(probes_m, vectors, scorer.scores, list(gallery_ids), True)
-            pooled_n += _results(nonmated, vectors, scorer.scores, list(gallery_ids), False)
+            rows = _score_rows([*probes_m, *nonmated], vectors, scorer.scores)
+            pooled_m += _results(probes_m, rows, list(gallery_ids), True)
+            pooled_n += _results(nonmated, rows, list(gallery_ids), False)
         metrics = compute_metrics(pooled_m, pooled_n)
         decided = _decisions(
             pooled_m, pooled_n, lambda r, i: bool(r.candidates) and r.candidates[0][1] >= threshold, len(pooled_m)
@@ -537,6 +542,7 @@ def clip_experiment(
     from facetrace.vision.track import Observation, Track, TrackerConfig
 
     mated, nonmated = split.mated[::9], split.nonmated[::4]
+    mated_paths = {s.path for s in mated}
     frames: list[tuple[Sample, str, str]] = []  # sample, frame key, condition
     for sample in mated + nonmated:
         rng = np.random.default_rng(int(hashlib.sha256(sample.path.name.encode()).hexdigest()[:8], 16))
@@ -579,7 +585,7 @@ def clip_experiment(
                 vector = total / np.linalg.norm(total)
             row = scorer.scores(vector[None])[0]
             best = int(np.argmax(row))
-            is_mated = sample in mated
+            is_mated = sample.path in mated_paths
             found += is_mated
             correct += is_mated and ids[best] == sample.identity
             above = row[best] >= threshold

@@ -87,9 +87,11 @@ def _with_vectors(
     return out
 
 
-def _probe_results(
+def probe_results(
     scores: np.ndarray, probe_ok: list[bool], truths: list[str | None], gallery_ids: list[str], top: int = 10
 ) -> list[ProbeResult]:
+    """Return one :class:`ProbeResult` per probe, in order: its ``top`` gallery identities by score, or none
+    where ``probe_ok`` is false. ``scores`` holds one row per probe that is ok, in the same order."""
     out = []
     row = 0
     for ok, truth in zip(probe_ok, truths, strict=True):
@@ -123,7 +125,7 @@ def evaluate_embedded(
         vectors = [v for _, v in _with_vectors(samples, embedded)]
         scores = scorer.scores(np.vstack(vectors)) if vectors else np.zeros((0, len(matrix)))
         truths: list[str | None] = [s.identity if mated else None for s in samples]
-        return _probe_results(scores, ok, truths, gallery_ids)
+        return probe_results(scores, ok, truths, gallery_ids)
 
     mated = run(split.mated, True)
     nonmated = run(split.nonmated, False)

@@ -129,11 +129,11 @@ class FaceAnalyzer:
         predictor = models.landmarks5()
         predictor68 = models.landmarks68() if (self.own_alignment or self.second_alignment) else None
         chips, extra, points5 = [], [], []
+        size, padding = self.embedder.chip_size, self.embedder.chip_padding
         for det in detections:
             source, rect, to_image = self._alignment_view(image, det)
             shape = predictor(source, rect)
             points5.append(to_image(np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)))
-            size, padding = self.embedder.chip_size, self.embedder.chip_padding
             if self.own_alignment:
                 assert predictor68 is not None
                 points68 = np.array([(p.x, p.y) for p in predictor68(source, rect).parts()])
