@@ -72,7 +72,13 @@ class Settings(BaseSettings):
     search_rate_per_minute: float = 120.0
     search_rate_burst: int = 60
     analysis_processes: int = 0  # API: processes analysing uploads (0 = one per core, 1 = in the server)
-    job_workers: int = 1  # background jobs (imports, re-indexing) run at a time
+    job_workers: int = 1  # background jobs (imports, re-indexing, video searches) run at a time by a process
+    # The job queue (docs/scale.md): whether this server process runs jobs (false on API processes of a
+    # deployment with `facetrace worker`s); after how long without a heartbeat a job's worker is taken for
+    # dead and the job queued again; how many times in all a job is started before it is marked failed.
+    run_jobs: bool = True
+    job_lease_seconds: float = Field(30.0, ge=2.0)
+    job_max_attempts: int = Field(3, ge=1)
     job_nice: int = Field(0, ge=0, le=19)  # CPU niceness of an import's analysis processes; 10: searches first
     max_import_bytes: int = 2 * 1024**3  # one uploaded import archive
     # Operations: logs, readiness, metrics (docs/operations.md)

@@ -11,6 +11,7 @@ web pages never import each other: both call the use-cases (:mod:`facetrace.usec
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -42,6 +43,7 @@ from facetrace.config import Settings, get_settings
 from facetrace.gallery import AnalysisPool, Gallery
 from facetrace.http.deps import is_loopback
 from facetrace.http.security import install_security_headers
+from facetrace.logs import setup_logging
 from facetrace.store.db import Database
 from facetrace.usecases.jobs import JobRunner
 from facetrace.usecases.metrics import LiveSources, Metrics
@@ -69,6 +71,7 @@ API_ROUTERS = (
 IMPORT_PATH = f"{API_PREFIX}/jobs/import"
 VIDEO_PATH = f"{API_PREFIX}/search/video"
 MULTIPART_MARGIN = 1024 * 1024  # form fields and multipart boundaries around the files
+LOG_LEVEL_VARIABLE = "FACETRACE_SERVE_LOG_LEVEL"  # how `serve --workers N` tells its processes the log level
 
 
 def open_service(settings: Settings) -> Service:
@@ -86,7 +89,13 @@ def open_service(settings: Settings) -> Service:
     db = Database(settings.db_url, keyring=settings.keyring)
     metrics = Metrics()
     gallery = Gallery(settings, db=db, pool=AnalysisPool.for_settings(settings), on_enrolled=metrics.count_enrollment)
-    jobs = JobRunner(db, workers=settings.job_workers)
+    jobs = JobRunner(
+        db,
+        workers=settings.job_workers,
+        run_jobs=settings.run_jobs,
+        lease_seconds=settings.job_lease_seconds,
+        max_attempts=settings.job_max_attempts,
+    )
     service = Service(settings=settings, db=db, gallery=gallery, jobs=jobs, metrics=metrics)
     jobs.bind(service)
     metrics.bind(LiveSources(db, settings, gallery.loaded_index, gallery.analysis_workers_alive))
@@ -96,8 +105,9 @@ def open_service(settings: Settings) -> Service:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Return the server's application over ``settings`` (default: from the environment).
 
-    The database is opened and migrated here; on startup, jobs a previous server left unfinished
-    are marked failed and resumable; on shutdown, running jobs stop and the index is saved.
+    The database is opened and migrated here; on startup, the job runner takes back the jobs that a
+    stopped process left running and starts taking jobs from the queue; on shutdown, running jobs
+    go back to the queue and the index is saved.
 
     Raises:
         ConfigError: the database cannot be opened.
@@ -107,7 +117,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        service.jobs.recover()
+        service.jobs.start()
         service.warm_up()  # the index loads now, not in the first search (GET /ready says when)
         yield
         service.close()
@@ -145,6 +155,48 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
+def app_from_environment() -> FastAPI:
+    """The application factory each process of ``facetrace serve --workers N`` calls: settings and
+    logging from the environment its parent set up.
+
+    Raises:
+        ConfigError: the database cannot be opened.
+    """
+    settings = get_settings()
+    setup_logging(os.environ.get(LOG_LEVEL_VARIABLE, "INFO"), settings.log_format)
+    return create_app(settings)
+
+
+def _uvicorn_options(host: str, port: int, log_level: str) -> dict[str, object]:
+    # uvicorn's own access log is off: the request middleware logs each request with its id and route
+    # template, never the raw path. Proxy headers are trusted from a reverse proxy on loopback only.
+    return {
+        "host": host,
+        "port": port,
+        "log_level": log_level.lower(),
+        "log_config": None,
+        "access_log": False,
+        "proxy_headers": True,
+        "forwarded_allow_ips": "127.0.0.1",
+        "server_header": False,
+        "timeout_graceful_shutdown": 30,
+    }
+
+
+def run_server_processes(*, host: str, port: int, workers: int, log_level: str, log_format: str) -> None:
+    """Serve on ``host``:``port`` with ``workers`` processes sharing one listening socket, until
+    interrupted (uvicorn's supervisor restarts a process that dies). Each process opens its own
+    gallery index and job runner over the shared database (PostgreSQL; the caller checks)."""
+    os.environ[LOG_LEVEL_VARIABLE] = log_level.upper()
+    os.environ["FACETRACE_LOG_FORMAT"] = log_format
+    uvicorn.run(
+        "facetrace.server:app_from_environment",
+        factory=True,
+        workers=workers,
+        **_uvicorn_options(host, port, log_level),  # type: ignore[arg-type]
+    )
+
+
 def serves_beyond_this_machine(host: str) -> bool:
     """Return whether a server listening on ``host`` can be reached from other machines."""
     return not is_loopback(host)
@@ -156,20 +208,7 @@ def run_server(
     """Serve ``app`` on ``host``:``port`` until interrupted (one process: the gallery index, the job
     runner and the analysis pool live in it). ``on_started`` is called once the server accepts
     connections, after uvicorn's own start-up lines (so what it prints is the last line)."""
-    # uvicorn's own access log is off: the request middleware logs each request with its id and route
-    # template, never the raw path. Proxy headers are trusted from a reverse proxy on loopback only.
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        log_level=log_level.lower(),
-        log_config=None,
-        access_log=False,
-        proxy_headers=True,
-        forwarded_allow_ips="127.0.0.1",
-        server_header=False,
-        timeout_graceful_shutdown=30,
-    )
+    config = uvicorn.Config(app, **_uvicorn_options(host, port, log_level))  # type: ignore[arg-type]
     server = uvicorn.Server(config)
     if on_started is not None:
         callback = on_started

@@ -325,3 +325,9 @@ def test_kill_during_enroll_then_rerun(
         if p.is_file() and not p.name.startswith(".tmp-")
     )
     assert stored == sorted(media)
+
+
+@pytest.mark.parametrize("args", [("worker",), ("serve", "--workers", "2")])
+def test_several_processes_need_postgresql(tmp_home: Path, run_cli: RunCli, args: tuple[str, ...]) -> None:
+    """SQLite is the single-process embedded default: asking it for more processes is a one-line error."""
+    assert_one_line_error(run_cli(*args), "needs PostgreSQL", "FACETRACE_DATABASE_URL")

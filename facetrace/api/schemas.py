@@ -399,6 +399,9 @@ class JobView(BaseModel):
     result: dict[str, Any]
     message: str | None
     resumable: bool
+    attempts: int = Field(
+        default=0, description="How many times the job was started (a job whose worker stopped is run again)."
+    )
     created_by: str | None
     created_at: str | None
     started_at: str | None

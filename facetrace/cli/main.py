@@ -21,7 +21,7 @@ from facetrace.cli.key import key_app
 from facetrace.cli.output import console, emit_json, fail, progress_bar
 from facetrace.cli.reconciliation import register as register_reconciliation
 from facetrace.cli.retention import register as register_retention
-from facetrace.cli.serve import serve
+from facetrace.cli.serve import serve, worker
 from facetrace.cli.video import enroll_video_command, search_video_command
 from facetrace.cli.workflow import register as register_workflow
 from facetrace.config import Settings, get_settings
@@ -64,6 +64,7 @@ app.add_typer(user_app, name="user")
 app.add_typer(audit_app, name="audit")
 app.add_typer(key_app, name="key")
 app.command()(serve)
+app.command()(worker)
 app.command()(doctor)
 register_workflow(app)  # report, case, lead, identification, notification
 register_evaluation(app)  # eval, calibrate

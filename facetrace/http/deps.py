@@ -19,7 +19,7 @@ from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBea
 
 from facetrace.usecases import sessions
 from facetrace.usecases.actors import Actor
-from facetrace.usecases.ratelimit import TokenBuckets, charge_search
+from facetrace.usecases.ratelimit import Buckets, buckets_for, charge_search
 from facetrace.usecases.service import Service
 from facetrace.usecases.sessions import CSRF_HEADER
 from facetrace.usecases.uploads import UploadedImage
@@ -128,15 +128,15 @@ def uploaded(upload: UploadFile) -> UploadedImage:
     return UploadedImage(upload.file, upload.filename)
 
 
-def search_buckets(request: Request) -> TokenBuckets:
+def search_buckets(request: Request) -> Buckets:
     """Return the application's search buckets (made on first use)."""
     state = request.app.state
-    buckets: TokenBuckets | None = getattr(state, "search_buckets", None)
+    buckets: Buckets | None = getattr(state, "search_buckets", None)
     if buckets is None:
         with _BUCKETS_LOCK:
             buckets = getattr(state, "search_buckets", None)
             if buckets is None:
-                buckets = state.search_buckets = TokenBuckets()
+                buckets = state.search_buckets = buckets_for(state.service.db)
     return buckets
 
 

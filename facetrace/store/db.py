@@ -17,6 +17,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+import facetrace.store.rate_buckets  # noqa: F401  (shared search rate limits)
 import facetrace.store.reconciliation_models  # noqa: F401  (marks, effects, primary references)
 import facetrace.store.workflow_models  # noqa: F401  (every table joins Base.metadata: VACUUM names only known ones)
 from facetrace.config import get_settings
@@ -98,6 +99,12 @@ class Database:
             return make_url(self.url).render_as_string(hide_password=True)
         except Exception:
             return "<invalid database url>"
+
+    @property
+    def single_process(self) -> bool:
+        """Whether only one process may use this database (SQLite, the embedded default); PostgreSQL
+        serves several server and worker processes."""
+        return self.engine.dialect.name == "sqlite"
 
     def current_revision(self) -> str | None:
         with self.engine.connect() as conn:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import facetrace.store.accounts  # noqa: F401  (registers its tables on Base)
 import facetrace.store.jobs  # noqa: F401
+import facetrace.store.rate_buckets  # noqa: F401
 import facetrace.store.reconciliation_models  # noqa: F401  (marks, effects, primary references)
 import facetrace.store.settings_store  # noqa: F401
 import facetrace.store.workflow_models  # noqa: F401

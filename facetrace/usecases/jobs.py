@@ -1,16 +1,23 @@
-"""Background jobs run inside the server process: bulk import of an uploaded archive, re-indexing.
+"""Background jobs: bulk import of an uploaded archive, re-indexing, video search.
 
-The ``jobs`` table holds each job's state, progress and errors (what clients poll); a thread pool
-runs them. A job is defined by its kind and parameters, so a job interrupted by a restart (marked
-failed and resumable on the next start) or cancelled can be resumed: enrollment is idempotent and
-skips what was already enrolled.
+The ``jobs`` table is a durable queue (:mod:`facetrace.store.jobs`): starting a job writes a queued
+row, and a :class:`JobRunner` in any process that runs jobs (every ``facetrace serve`` by default, or
+the ``facetrace worker`` processes of a deployment on PostgreSQL) claims it, runs it in a thread and
+renews its heartbeat. Progress, the result and a cancel request go through the row, so that any
+process can show or cancel any job. A job whose process died is queued again when its heartbeat is
+``job_lease_seconds`` old (at most ``job_max_attempts`` starts), then marked failed and resumable; a
+server stopping cleanly puts its running jobs back in the queue. The job kinds are idempotent:
+enrollment skips what was already enrolled, so a job run again finishes what it started.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import secrets
 import shutil
+import socket
 import threading
 import time
 import zipfile
@@ -19,14 +26,22 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from facetrace.errors import ConflictError, FacetraceError, ManifestError, NotFoundError, disk_full_error
 from facetrace.gallery import read_folder, read_manifest
 from facetrace.logs import job_id_var
 from facetrace.store.audit import append_event
 from facetrace.store.db import Database
-from facetrace.store.jobs import ACTIVE_STATES, MAX_STORED_ERRORS, Job, create_job, mark_interrupted
+from facetrace.store.jobs import (
+    ACTIVE_STATES,
+    MAX_STORED_ERRORS,
+    Job,
+    claim_next,
+    create_job,
+    heartbeat,
+    requeue_stale,
+)
 from facetrace.store.models import Person, utcnow
 
 if TYPE_CHECKING:  # the service holds the runner; the runner hands the service to each job
@@ -41,7 +56,7 @@ class JobCancelled(Exception):
 
 
 class JobInterrupted(Exception):
-    """Raised inside a job when the server is shutting down."""
+    """Raised inside a job when its process is stopping, or the job is no longer its own."""
 
 
 class JobContext:
@@ -51,6 +66,7 @@ class JobContext:
         self.runner = runner
         self.job_id = job_id
         self.cancel = cancel
+        self.lost = threading.Event()  # another process took the job over (this one's heartbeat was late)
         self.errors: list[dict[str, Any]] = []
         self.done = 0
         self.total = 0
@@ -58,13 +74,14 @@ class JobContext:
 
     def check(self) -> None:
         """Raise JobInterrupted or JobCancelled when the job must stop."""
-        if self.runner.stopping:
+        if self.runner.stopping or self.lost.is_set():
             raise JobInterrupted
         if self.cancel.is_set():
             raise JobCancelled
 
     def progress(self, done: int, total: int, error_count: int = 0) -> None:
-        """Record progress (written at most twice a second) and stop the job if asked to."""
+        """Record progress (written at most twice a second) and stop the job if asked to, from this
+        process or another one."""
         self.done, self.total = done, total
         now = time.monotonic()
         if now - self._written >= 0.5 or done >= total:
@@ -73,6 +90,8 @@ class JobContext:
                 job = session.get(Job, self.job_id)
                 if job is not None:
                     job.done, job.total, job.error_count = done, total, max(error_count, len(self.errors))
+                    if job.cancel_requested:
+                        self.cancel.set()
         self.check()
 
 
@@ -80,44 +99,79 @@ JobWork = Callable[["Service", JobContext, Job], dict[str, Any]]
 
 
 class JobRunner:
-    """Runs jobs in a thread pool of ``workers`` threads inside the server process."""
+    """Takes jobs from the queue in the database and runs up to ``workers`` of them at a time in threads.
 
-    def __init__(self, db: Database, *, workers: int = 1) -> None:
+    ``run_jobs=False`` (an API process of a deployment whose ``facetrace worker`` processes run the
+    jobs): jobs are queued and shown here, run elsewhere; this process still takes back the jobs of
+    workers that died. On a single-process database (SQLite) every job left running when the
+    server starts is taken back at once.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        workers: int = 1,
+        run_jobs: bool = True,
+        lease_seconds: float = 30.0,
+        max_attempts: int = 3,
+        poll_seconds: float = 1.0,
+    ) -> None:
         self.db = db
         self.workers = max(1, workers)
+        self.run_jobs = run_jobs
+        self.lease_seconds = lease_seconds
+        self.max_attempts = max_attempts
+        self.poll_seconds = poll_seconds
+        # Unique per process and start: the name a claimed job carries (shown to operators).
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.stopping = False
         self._service: Service | None = None
         self._executor: ThreadPoolExecutor | None = None
-        self._cancel: dict[int, threading.Event] = {}
+        self._contexts: dict[int, JobContext] = {}  # the jobs this process runs
         self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._loop_thread: threading.Thread | None = None
 
     def bind(self, service: Service) -> None:
         self._service = service
 
-    def recover(self) -> list[int]:
-        """Mark jobs left queued or running by a previous server failed and resumable; return their ids."""
+    def recover(self) -> dict[int, str]:
+        """Take back the jobs of stopped processes (on SQLite: every running job, since this is the only
+        process); return ``{job id: new state}``."""
+        lease = 0.0 if self.db.single_process else self.lease_seconds
         with self.db.session() as session:
-            ids = mark_interrupted(session)
-        if ids:
-            log.warning("job(s) %s were interrupted by a restart: marked failed, resumable", ids)
-        return ids
+            changed = requeue_stale(session, lease_seconds=lease, max_attempts=self.max_attempts)
+        if changed:
+            log.warning("job(s) taken back from a stopped process: %s", changed)
+        return changed
 
-    def _submit(self, job_id: int) -> None:
+    def start(self) -> None:
+        """Take back what stopped processes left, then start taking jobs from the queue."""
+        self.recover()
+        self._ensure_loop()
+
+    def _ensure_loop(self) -> None:
         with self._lock:
-            if self.stopping:
-                raise ConflictError("the server is shutting down; the job will be marked resumable")
-            if self._executor is None:
-                self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="facetrace-job")
-            self._cancel[job_id] = threading.Event()
-            self._executor.submit(self._run, job_id)
+            if self.stopping or (self._loop_thread is not None and self._loop_thread.is_alive()):
+                return
+            self._loop_thread = threading.Thread(target=self._loop, name="facetrace-job-queue", daemon=True)
+            self._loop_thread.start()
 
     def submit(self, kind: str, *, created_by: str | None, params: dict[str, Any]) -> Job:
-        """Queue a new job of ``kind``; return its row."""
+        """Queue a new job of ``kind``; return its row.
+
+        Raises:
+            FacetraceError: an unknown kind. ConflictError: this process is shutting down.
+        """
         if kind not in JOB_KINDS:
             raise FacetraceError(f"unknown job kind {kind!r}")
+        if self.stopping:
+            raise ConflictError("the server is shutting down; start the job again in a moment")
         with self.db.session() as session:
             job = create_job(session, kind, created_by=created_by, params=params)
-        self._submit(job.id)
+        self._ensure_loop()
+        self._wake.set()
         return job
 
     def resume(self, job_id: int) -> Job:
@@ -136,19 +190,21 @@ class JobRunner:
             folder = job.params.get("folder")
             if folder and not Path(folder).is_dir():
                 raise ConflictError(f"job {job_id}'s uploaded files are gone; upload the archive again")
-            job.state, job.message, job.finished_at = "queued", None, None
-        self._submit(job_id)
+            job.state, job.message, job.finished_at, job.attempts = "queued", None, None, 0
+        self._ensure_loop()
+        self._wake.set()
         return job
 
     def cancel(self, job_id: int) -> Job:
-        """Cancel a queued job at once, a running one at its next progress report; return it.
+        """Cancel a queued job at once, a running one (in any process) at its next progress report;
+        return it.
 
         Raises:
             NotFoundError: no such job.
             ConflictError: the job has already finished.
         """
         with self.db.session() as session:
-            job = session.get(Job, job_id)
+            job = session.get(Job, job_id, with_for_update=True)
             if job is None:
                 raise NotFoundError(f"no job {job_id}")
             if job.state not in ACTIVE_STATES:
@@ -156,71 +212,142 @@ class JobRunner:
             if job.state == "queued":
                 job.state, job.finished_at, job.resumable = "cancelled", utcnow(), True
                 job.message = "cancelled before it started"
-        event = self._cancel.get(job_id)
-        if event is not None:
-            event.set()
+            else:
+                job.cancel_requested = True  # read by the process running it
+        context = self._contexts.get(job_id)
+        if context is not None:
+            context.cancel.set()
         return job
 
-    def _run(self, job_id: int) -> None:
+    # -- the queue loop -------------------------------------------------------------------------
+    def _loop(self) -> None:
+        next_reap = next_beat = 0.0
+        while not self.stopping:
+            now = time.monotonic()
+            try:
+                if now >= next_beat:
+                    self._heartbeat()
+                    next_beat = now + self.lease_seconds / 4
+                if now >= next_reap:  # every process watches for dead ones, so someone always does
+                    self._reap()
+                    next_reap = now + self.lease_seconds / 2
+                if self.run_jobs:
+                    self._claim_while_free()
+            except Exception:  # the database is away for a moment: try again at the next turn
+                log.exception("the job queue could not be read; retrying")
+            self._wake.wait(self.poll_seconds)
+            self._wake.clear()
+
+    def _reap(self) -> None:
+        with self.db.session() as session:
+            changed = requeue_stale(session, lease_seconds=self.lease_seconds, max_attempts=self.max_attempts)
+        if changed:
+            log.warning("job(s) taken back from a process that stopped: %s", changed)
+            self._wake.set()
+
+    def _heartbeat(self) -> None:
+        with self._lock:
+            running = list(self._contexts)
+        if not running:
+            return
+        with self.db.session() as session:
+            cancel, lost = heartbeat(session, self.worker_id, running)
+        for job_id in cancel | lost:
+            context = self._contexts.get(job_id)
+            if context is not None:
+                (context.cancel if job_id in cancel else context.lost).set()
+
+    def _claim_while_free(self) -> None:
+        while not self.stopping:
+            with self._lock:
+                if len(self._contexts) >= self.workers:
+                    return
+                with self.db.session() as session:
+                    job = claim_next(session, self.worker_id)
+                    if job is None:
+                        return
+                    job_id, kind = job.id, job.kind
+                self._contexts[job_id] = JobContext(self, job_id, threading.Event())
+                if self._executor is None:
+                    self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="facetrace-job")
+                self._executor.submit(self._run, job_id, kind)
+
+    def _run(self, job_id: int, kind: str) -> None:
         token = job_id_var.set(job_id)  # every log line of the job carries its id
         try:
-            self._run_job(job_id)
+            self._run_job(job_id, kind)
         finally:
             job_id_var.reset(token)
+            with self._lock:
+                self._contexts.pop(job_id, None)
+            self._wake.set()  # a slot is free
 
-    def _run_job(self, job_id: int) -> None:
-        with self.db.session() as session:
-            job = session.get(Job, job_id)
-            if job is None or job.state != "queued" or self.stopping:
-                return  # cancelled while queued, or the server is stopping (recovered on restart)
-            job.state, job.started_at, job.message = "running", utcnow(), None
-        ctx = JobContext(self, job_id, self._cancel.get(job_id) or threading.Event())
+    def _run_job(self, job_id: int, kind: str) -> None:
+        ctx = self._contexts[job_id]
         state, message, resumable, result = "done", None, False, {}
-        log.info("job %d (%s) started", job_id, job.kind)
+        log.info("job %d (%s) started by %s", job_id, kind, self.worker_id)
         try:
             assert self._service is not None, "JobRunner.bind() was not called"
-            result = JOB_KINDS[job.kind](self._service, ctx, job)
+            with self.db.session() as session:
+                job = session.get(Job, job_id)
+                assert job is not None
+                session.expunge(job)
+            result = JOB_KINDS[kind](self._service, ctx, job)
         except JobCancelled:
             state, message, resumable = "cancelled", "cancelled by a user", True
         except JobInterrupted:
-            state, message, resumable = "failed", "interrupted: the server stopped; resume it to finish", True
+            state, message = "queued", "queued again: the process running it stopped"
         except FacetraceError as exc:
             state, message, resumable = "failed", exc.message, True
-        except Exception as exc:  # a bug: the job fails, the server carries on
-            log.exception("job %d (%s) failed", job_id, job.kind)
+        except Exception as exc:  # a bug: the job fails, the process carries on
+            log.exception("job %d (%s) failed", job_id, kind)
             state, message, resumable = "failed", f"internal error: {type(exc).__name__}", True
+        values: dict[str, Any] = {
+            "state": state,
+            "message": message,
+            "resumable": resumable,
+            "result": result,
+            "done": ctx.done,
+            "total": ctx.total,
+            "error_count": len(ctx.errors),
+            "errors": ctx.errors[:MAX_STORED_ERRORS],
+        }
+        if state == "queued":  # back to the queue: a clean stop does not use up one of its attempts
+            values.update(worker=None, heartbeat_at=None, attempts=Job.attempts - 1)
+        else:
+            values["finished_at"] = utcnow()
         with self.db.session() as session:
-            row = session.get(Job, job_id)
-            if row is not None:
-                row.state, row.message, row.resumable, row.result = state, message, resumable, result
-                row.done, row.total = ctx.done, ctx.total
-                row.error_count = len(ctx.errors)
-                row.errors = ctx.errors[:MAX_STORED_ERRORS]
-                row.finished_at = utcnow()
-        self._cancel.pop(job_id, None)
+            # Only while the job is still this process's: one taken back after a late heartbeat
+            # belongs to whoever claimed it since.
+            session.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.worker == self.worker_id, Job.state == "running")
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
         log.info(
             "job %d (%s) %s: %d of %d done, %d error(s)",
             job_id,
-            job.kind,
+            kind,
             state,
             ctx.done,
             ctx.total,
             len(ctx.errors),
-            extra={"job_kind": job.kind, "job_state": state},
+            extra={"job_kind": kind, "job_state": state},
         )
 
     def shutdown(self, timeout: float = 30.0) -> None:
-        """Stop: running jobs stop at their next progress report and are marked resumable."""
+        """Stop: running jobs stop at their next progress report and go back to the queue (another
+        process, or this server's next start, runs them); queued jobs stay queued."""
         with self._lock:
             self.stopping = True
             executor, self._executor = self._executor, None
+            loop = self._loop_thread
+        self._wake.set()
+        if loop is not None:
+            loop.join(timeout)
         if executor is not None:
             executor.shutdown(wait=True, cancel_futures=True)
-        # Jobs still queued never ran: mark them as a restart would.
-        with self.db.session() as session:
-            for job in session.execute(select(Job).where(Job.state == "queued")).scalars():
-                job.state, job.resumable, job.finished_at = "failed", True, utcnow()
-                job.message = "interrupted: the server stopped before the job started; resume it"
 
 
 # -- job kinds ---------------------------------------------------------------------------------

@@ -5,9 +5,10 @@ credentials, refilled at ``Settings.search_rate_per_minute`` up to ``Settings.se
 A refused request gets 429 ``rate_limited`` with ``Retry-After``; the first refusal of a run of
 them is audited (``search.rate_limited``), not every one, so that a flood cannot flood the trail.
 
-The buckets live in this process's memory: ``facetrace serve`` runs one process, so that is the
-whole server; a restart forgets them, which costs at most one burst. (Login throttling, by
-contrast, is in the database: there a restart must not reset a lockout.)
+On SQLite (one server process) the buckets live in the process's memory; a restart forgets them,
+which costs at most one burst. On PostgreSQL, where several server processes share the work, they
+live in the database (:mod:`facetrace.store.rate_buckets`), so that a client spreading its searches
+over the processes gets the same limit. (Login throttling is in the database on both.)
 """
 
 from __future__ import annotations
@@ -16,9 +17,13 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import Protocol
+
+from sqlalchemy.exc import IntegrityError
 
 from facetrace.errors import FacetraceError
+from facetrace.store.db import Database
+from facetrace.store.rate_buckets import RateBucket, forget_full_buckets, take_shared_token, take_token
 from facetrace.usecases.actors import Actor, record_event
 from facetrace.usecases.service import Service
 
@@ -36,45 +41,37 @@ class RateLimited(FacetraceError):
         self.retry_after = retry_after
 
 
-@dataclass
-class _Bucket:
-    tokens: float
-    updated: float
-    refusing: bool = False  # refused since the last admitted request (only the first refusal is audited)
-
-
-class TokenBuckets:
-    """Token buckets by key, safe to use from the server's worker threads."""
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._buckets: dict[str, _Bucket] = {}
-        self._lock = threading.Lock()
-        self._clock = clock
-
+class Buckets(Protocol):
     def take(self, key: str, per_minute: float, burst: int) -> tuple[bool, float, bool]:
         """Take one token from ``key``'s bucket.
 
         Returns ``(admitted, wait, first_refusal)``: whether the request may go on, the seconds
         until a token is back when it may not, and whether this is the first refusal of a run.
         """
-        rate = per_minute / 60.0
-        capacity = max(1, burst)
+        ...
+
+
+class TokenBuckets:
+    """Token buckets by key in this process's memory, safe to use from the server's worker threads."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._buckets: dict[str, RateBucket] = {}
+        self._lock = threading.Lock()
+        self._clock = clock
+
+    def take(self, key: str, per_minute: float, burst: int) -> tuple[bool, float, bool]:
+        """See :meth:`Buckets.take`."""
         now = self._clock()
         with self._lock:
             bucket = self._buckets.get(key)
             if bucket is None:
                 if len(self._buckets) >= MAX_BUCKETS:
-                    self._forget_idle(now, rate, capacity)
-                bucket = self._buckets[key] = _Bucket(tokens=float(capacity), updated=now)
-            bucket.tokens = min(float(capacity), bucket.tokens + (now - bucket.updated) * rate)
-            bucket.updated = now
-            if bucket.tokens >= 1.0:
-                bucket.tokens -= 1.0
-                bucket.refusing = False
-                return True, 0.0, False
-            first = not bucket.refusing
-            bucket.refusing = True
-            return False, (1.0 - bucket.tokens) / rate, first
+                    self._forget_idle(now, per_minute / 60.0, max(1, burst))
+                bucket = self._buckets[key] = RateBucket(
+                    key=key, tokens=float(max(1, burst)), updated=now, refusing=False
+                )
+            taken = take_token(bucket, now, per_minute, burst)
+            return taken.admitted, taken.wait, taken.first_refusal
 
     def _forget_idle(self, now: float, rate: float, capacity: int) -> None:
         full = [k for k, b in self._buckets.items() if b.tokens + (now - b.updated) * rate >= capacity]
@@ -86,8 +83,40 @@ class TokenBuckets:
                 del self._buckets[key]
 
 
+class SharedBuckets:
+    """Token buckets in the database, shared by every process of a PostgreSQL deployment."""
+
+    FORGET_EVERY = 1000  # takes between two deletions of idle (full) buckets
+
+    def __init__(self, db: Database, clock: Callable[[], float] = time.time) -> None:
+        self.db = db
+        self._clock = clock
+        self._takes = 0
+
+    def take(self, key: str, per_minute: float, burst: int) -> tuple[bool, float, bool]:
+        """See :meth:`Buckets.take`."""
+        for attempt in range(2):
+            try:
+                with self.db.session() as session:
+                    taken = take_shared_token(session, key, self._clock(), per_minute, burst)
+                break
+            except IntegrityError:  # another process created this key's bucket at the same moment
+                if attempt:
+                    raise
+        self._takes += 1
+        if self._takes % self.FORGET_EVERY == 0:
+            with self.db.session() as session:
+                forget_full_buckets(session, self._clock(), per_minute, burst)
+        return taken.admitted, taken.wait, taken.first_refusal
+
+
+def buckets_for(db: Database) -> Buckets:
+    """Return the search buckets for a server on ``db``: in memory for SQLite, shared for PostgreSQL."""
+    return TokenBuckets() if db.single_process else SharedBuckets(db)
+
+
 def charge_search(
-    service: Service, buckets: TokenBuckets, actor: Actor | None, *, source: str | None, method: str, path: str
+    service: Service, buckets: Buckets, actor: Actor | None, *, source: str | None, method: str, path: str
 ) -> None:
     """Charge one search to the caller's bucket (the signed-in user's, else the client address's).
 

@@ -30,7 +30,6 @@ from facetrace.store.accounts import (
 )
 from facetrace.store.audit import append_event, list_events, verify_chain
 from facetrace.store.db import Database
-from facetrace.store.jobs import Job, create_job, mark_interrupted
 from facetrace.store.models import utcnow
 
 POLICY = ThrottlePolicy(per_user=3, per_address=5, window_seconds=600)
@@ -218,19 +217,3 @@ def test_concurrent_appends_keep_one_chain(db: Database) -> None:
     with db.sessions() as s:
         assert verify_chain(s) == []
         assert list_events(s)[1] == 40
-
-
-def test_interrupted_jobs_are_marked_resumable(db: Database) -> None:
-    with db.session() as s:
-        queued = create_job(s, "import", created_by="u", params={})
-        running = create_job(s, "reindex", created_by="u", params={})
-        running.state = "running"
-        done = create_job(s, "reindex", created_by="u", params={})
-        done.state = "done"
-    with db.session() as s:
-        assert sorted(mark_interrupted(s)) == [queued.id, running.id]
-    with db.sessions() as s:
-        for job_id, state in ((queued.id, "failed"), (running.id, "failed"), (done.id, "done")):
-            job = s.get(Job, job_id)
-            assert job is not None and job.state == state
-            assert job.resumable == (state == "failed")

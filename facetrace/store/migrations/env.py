@@ -9,6 +9,7 @@ from sqlalchemy import create_engine
 
 import facetrace.store.accounts  # noqa: F401  (registers the accounts and audit tables on Base)
 import facetrace.store.jobs  # noqa: F401
+import facetrace.store.rate_buckets  # noqa: F401
 from facetrace.store.models import Base
 
 with contextlib.suppress(ImportError):  # being written
