@@ -318,6 +318,35 @@ def test_stale_index_cannot_bring_back_an_erased_person(
         fresh.close()
 
 
+def test_another_process_s_enrollments_and_erasures(
+    enrolled_home_copy: Path, face_subset: FaceSubset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two galleries on one database stand for two processes. The first follows the second's enrollment
+    by catching up on the new faces only (it never reads every face again), and never returns a person
+    the second erased, although its own index still holds their templates."""
+    first, second = Gallery(get_settings(workers=1)), Gallery(get_settings(workers=1))
+    try:
+        assert len(first.index()) == 40 and len(second.index()) == 40
+        monkeypatch.setattr(first.keeper, "_sync_index", lambda _index: pytest.fail("a full sync"))
+        second.delete_person("Cesar_Gaviria")
+        _assert_not_found(first, face_subset.probe("Cesar_Gaviria"), "Cesar_Gaviria")
+        assert len(first.index()) == 40  # still held here (until reopened), skipped by every search
+        assert first.keeper.index_consistency()[0] is True
+        outcome = second.enroll(
+            [EnrollItem("Cesar_Gaviria_2", "Cesar Gaviria", face_subset.images("Cesar_Gaviria")[:1], "LFW", "test")]
+        )
+        assert outcome.images_enrolled == 1
+        result = _search_path(first, face_subset.probe("Cesar_Gaviria"))
+        top = _top(result)
+        assert (
+            result["gallery"]["persons"] == 20 and top is not None and top["person"]["external_id"] == "Cesar_Gaviria_2"
+        )
+        assert len(first.index()) == 41
+    finally:
+        first.close()
+        second.close()
+
+
 # -- index repair --------------------------------------------------------------------------------
 
 

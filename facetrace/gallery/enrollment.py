@@ -252,7 +252,8 @@ class Enroller:
             ) from None
         finally:
             fault_point("enroll.before_index_save")
-            self.keeper.save(disk_known_full=full is not None)  # the error above already says the disk is full
+            # disk_known_full: the error above already says the disk is full.
+            self.keeper.save(disk_known_full=full is not None, soon=True)
 
     # -- one image --------------------------------------------------------------------------
     def enrolled_pairs(self, external_ids: set[str]) -> set[tuple[str, str]]:
@@ -274,15 +275,14 @@ class Enroller:
         self, item: EnrollItem, image: ImageInput, digest: str, result: Analysis, outcome: EnrollOutcome
     ) -> FacetraceError | None:
         """Store one analysed image of ``item``'s person (its largest face, ``result[0]``), creating the
-        person if needed, and add the face to the index; count it in ``outcome``. Searches meanwhile use
-        the index as it is. Return why the image was not enrolled, or None.
+        person if needed, and add the face to the index; count it in ``outcome``. Return why the image
+        was not enrolled, or None.
 
         Raises:
             FacetraceError, OSError: the media file or the database could not be written (e.g. a full disk).
         """
         enrolled, skipped = outcome.images_enrolled, outcome.images_skipped
-        with self.keeper.enrolling():
-            error = self._enroll_image(item, image, digest, result, outcome)
+        error = self._enroll_image(item, image, digest, result, outcome)
         if self.observer is not None:
             # Counted image by image (not when a whole import ends), so that metrics follow a long import.
             self.observer(
@@ -322,7 +322,7 @@ class Enroller:
         outcome.persons_created += created
         outcome.images_enrolled += 1
         # A search in another thread may already have synced this face in from the database.
-        self.keeper.add_enrolled(face_id, person_id, face.embedding)
+        self.keeper.add_enrolled(face_id, face.embedding)
         return None
 
     def store_plain_image(self, session: Session, image: ImageInput) -> int:

@@ -1,10 +1,15 @@
 """Keeping the vector index in line with the database, which is the source of truth.
 
-The index is checked against the database whenever it is opened and whenever another process
-changed the gallery (``gallery_version``): faces missing from the index are added, faces no longer
-in the database are removed, and a missing, corrupt or damaged index file is rebuilt from the
-database. Each repair is logged. A FAISS index that the gallery outgrew is rebuilt in the
-background while the current one keeps answering.
+When the index is opened it is checked against the database: faces missing from the index are
+added, faces no longer in the database are removed, and a missing, corrupt or damaged index file is
+rebuilt from the database. Each repair is logged. Afterwards, whenever another process changed the
+gallery (``gallery_version``), the index *catches up*: the faces enrolled since (ids above the
+highest one it holds, and a window below it for transactions that committed late) are added,
+without reading every row again, so that a gallery of millions follows another process's import
+at the cost of a few rows per change. Faces erased by another process stay in this process's index
+until it is next opened (or rebuilt), but are never returned: every search reads its candidates'
+person and template from the database, and a face erased there has no row. A FAISS index that the
+gallery outgrew is rebuilt in the background while the current one keeps answering.
 """
 
 from __future__ import annotations
@@ -12,8 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +47,18 @@ from facetrace.store.models import Face
 
 log = logging.getLogger(__name__)
 ProgressFn = Callable[[int, int, int], None]  # done, total, errors
+ID_SLICE = 20_000  # face ids per query of templates by id
+# Face ids are handed out in order but may commit out of order (PostgreSQL, several processes): a
+# catch-up also looks this far below the highest id the index holds.
+CATCH_UP_WINDOW = 10_000
+# Up to this many templates the number of persons (for the calibration of each search) is counted
+# again after every change; above it at most every PERSON_COUNT_SECONDS (a count over millions of
+# rows; the FPIR of a gallery of millions does not move with a few more persons).
+EXACT_PERSON_COUNT = 200_000
+PERSON_COUNT_SECONDS = 30.0
+# Above this many templates an enrollment's save of the index file is deferred (see IndexKeeper.save).
+DEFER_SAVE_ABOVE = 200_000
+SAVE_INTERVAL_SECONDS = 60.0
 MILVUS_SCHEMES = ("milvus://", "milvus+http://", "milvus+https://", "milvus-lite://")
 
 
@@ -50,7 +66,7 @@ class IndexKeeper:
     """The vector index of the gallery's model, opened on first use and kept in line with the database.
 
     Every method is thread-safe: one lock guards the index (FAISS must not search while another
-    thread adds to the same index) and the map from face ids to person ids.
+    thread adds to the same index) and what is known of what it holds.
     """
 
     def __init__(self, settings: Settings, db: Database, model: FaceModel) -> None:
@@ -58,11 +74,13 @@ class IndexKeeper:
         self.db = db
         self.model = model
         self._index: VectorIndex | None = None
-        self._enrolling = 0  # enrollments of this process between their commit and their index add
         self._rebuild_thread: threading.Thread | None = None
         self._rebuild_failed_at = -1e9
-        self._person_of: dict[int, int] = {}
-        self._version = -1
+        self._version = -1  # the gallery version the index was last brought in line with
+        self._cursor = 0  # the highest face id the index holds
+        self._recent: set[int] = set()  # the ids it holds within CATCH_UP_WINDOW below the cursor
+        self._persons: tuple[int, int, float] | None = None  # (version, persons, when counted)
+        self._saved_at = -1e9
         self._lock = threading.RLock()
 
     @property
@@ -79,15 +97,9 @@ class IndexKeeper:
             DecryptionError: a template cannot be decrypted (a key is missing or wrong).
         """
         with self._lock:
-            if self._index is not None and self._enrolling:
-                # An enrollment of this process is between committing a template and adding it here: the
-                # database looks ahead, and syncing now would re-read every template row and rewrite the
-                # index file for the one template the enrollment adds itself (under a bulk import, once per
-                # search, with the lock held; measured with bench/api_load.py). The next search catches up.
-                return self._index
             version = self.db.gallery_version()
-            if self._index is None or version != self._version:
-                self._index = self._open_index() if self._index is not None else self._verified(self._open_index())
+            if self._index is None:
+                self._index = self._verified(self._open_index())
                 try:
                     self._sync_index(self._index)
                 except DecryptionError:
@@ -95,6 +107,9 @@ class IndexKeeper:
                     # does not save it over the index file.
                     self._index = None
                     raise
+                self._version = version
+            elif version != self._version:
+                self._catch_up(self._index)
                 self._version = version
             self._maybe_grow_index(self._index)  # cheap; enrollment and erasure change the size too
             return self._index
@@ -104,12 +119,13 @@ class IndexKeeper:
         return self._index
 
     def index_consistency(self, *, lock_timeout: float = 0.5) -> tuple[bool, str]:
-        """Return (ok, state) of the loaded index against the database, cheaply: one grouped count.
+        """Return (ok, state) of the loaded index against the database, cheaply: a count, and a catch-up
+        of the faces enrolled since the last search when the database is ahead (what the next search
+        would do). Never loads the index.
 
-        The index must hold exactly the database's templates when both are at the same gallery
-        version; when the database is ahead (an enrollment committed, its template about to be
-        added, or another process enrolled) the index catches up with the next search, so that is
-        no failure. Never loads or syncs the index itself.
+        The index must hold every template of the database. It may hold more: templates another process
+        erased stay in it until it is reopened, and no search returns them. When the database moves on
+        meanwhile (an enrollment committing right now) that is no failure either.
         """
         for attempt in range(2):
             if not self._lock.acquire(timeout=lock_timeout):
@@ -118,6 +134,7 @@ class IndexKeeper:
                 index = self._index
                 if index is None:
                     return False, "loading: the index is not in memory yet"
+                self.index()  # the faces enrolled since the last search, if any
                 held, version = len(index), self._version
                 stored = self.face_count()
                 current = self.db.gallery_version()
@@ -127,6 +144,8 @@ class IndexKeeper:
                 return True, "catching up: the database changed since the index was last brought in line"
             if held == stored:
                 return True, "loaded, in line with the database"
+            if held > stored:
+                return True, "loaded; it still holds templates erased by another process, which searches skip"
             if attempt == 0:
                 time.sleep(0.2)  # an enrollment in another thread may be adding its template right now
         log.error("readiness: the index holds %d templates, the database %d at the same version", held, stored)
@@ -168,20 +187,42 @@ class IndexKeeper:
             ).scalar()
         return int(count or 0)
 
-    def _face_rows(self) -> list[tuple[int, int]]:
+    def _face_ids(self, above: int = 0) -> np.ndarray:
+        """Return the ids of this model's gallery faces in the database (those above ``above``), sorted."""
         with self.db.sessions() as session:
             rows = session.execute(
-                select(Face.id, Face.person_id).where(Face.model_id == self.model.model_id, Face.person_id.is_not(None))
-            ).all()
-        return [(int(a), int(b or 0)) for a, b in rows]
+                select(Face.id)
+                .where(Face.model_id == self.model.model_id, Face.person_id.is_not(None), Face.id > above)
+                .order_by(Face.id)
+            ).scalars()
+            return np.fromiter(rows, dtype=np.int64)
+
+    def _note_held(self, ids: np.ndarray) -> None:
+        """Record that the index now holds ``ids`` (sorted or not): the cursor and the window below it."""
+        if len(ids):
+            self._cursor = max(self._cursor, int(ids.max()))
+        floor = self._cursor - CATCH_UP_WINDOW
+        self._recent = {i for i in self._recent if i > floor} | {int(i) for i in ids[ids > floor]}
+
+    def _holds(self, face_id: int) -> bool:
+        """Whether the index holds ``face_id`` (as far as this process knows; see the module docstring)."""
+        return face_id <= self._cursor - CATCH_UP_WINDOW or face_id in self._recent
+
+    def _catch_up(self, index: VectorIndex) -> None:
+        """Add the faces enrolled (by any process) since the index was last brought in line."""
+        window = self._face_ids(above=max(0, self._cursor - CATCH_UP_WINDOW))
+        new = np.array([i for i in window.tolist() if not self._holds(i)], dtype=np.int64)
+        if len(new):
+            self._fill_index(index, new)
+            self._note_held(new)
 
     def _sync_index(self, index: VectorIndex) -> None:
         # The index is read before the database: a face that another worker commits and indexes in
         # between is then at worst "missing" (added again: harmless), never "extra" (removed: lost).
         held = index.ids()
-        rows = self._face_rows()
-        self._person_of = dict(rows)
-        db_ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        db_ids = self._face_ids()
+        self._cursor, self._recent = 0, set()
+        self._note_held(db_ids)
         missing = np.setdiff1d(db_ids, held)
         extra = np.setdiff1d(held, db_ids)
         if len(extra):
@@ -221,8 +262,13 @@ class IndexKeeper:
         out = np.full((len(face_ids), self.model.dim), np.nan, dtype=np.float32)
         if not len(face_ids):
             return out
+        rows: dict[int, bytes | None] = {}
         with self.db.sessions() as session:
-            rows = dict(session.execute(select(Face.id, Face.embedding).where(Face.id.in_(face_ids.tolist()))).all())
+            # In slices: a training sample of 262,144 ids in one IN list passes SQLite's limit on variables.
+            for start in range(0, len(face_ids), ID_SLICE):
+                ids = face_ids[start : start + ID_SLICE].tolist()
+                for face_id, stored in session.execute(select(Face.id, Face.embedding).where(Face.id.in_(ids))):
+                    rows[int(face_id)] = stored
         for n, face_id in enumerate(face_ids.tolist()):
             if (blob := rows.get(int(face_id))) is not None:
                 out[n] = np.frombuffer(blob, dtype=np.float32)
@@ -276,7 +322,7 @@ class IndexKeeper:
         """Build a FAISS index of ``plan`` from the database while the current one keeps answering, then
         replace it (and its file, atomically); return how many faces it holds."""
         started = time.perf_counter()
-        ids = np.fromiter((r[0] for r in self._face_rows()), dtype=np.int64)
+        ids = self._face_ids()
         new = new_faiss_index(self.settings, plan, self.model.dim, path=self.index_path)
         new.set_vector_source(self.vectors)
         if len(ids):
@@ -306,8 +352,10 @@ class IndexKeeper:
             with self._lock:
                 index = self._open_index()
                 index.clear()
-                self._index, self._version = index, -1
-                return len(self.index())
+                version = self.db.gallery_version()
+                self._sync_index(index)  # fills it again from the database
+                self._index, self._version = index, version
+                return len(index)
         self.wait_for_index_rebuild()
         settings = self.settings
         if factory is not None:
@@ -373,10 +421,25 @@ class IndexKeeper:
 
     # -- searching --------------------------------------------------------------------------
     def person_count(self) -> int:
-        """Return the number of persons with at least one template in the index (opened and synced first)."""
-        with self._lock:  # an enrollment in another thread may be adding to _person_of
-            self.index()
-            return len(set(self._person_of.values()))
+        """Return the number of persons with at least one template of this model (counted in the database,
+        again after every change of a gallery of up to EXACT_PERSON_COUNT templates, at most every
+        PERSON_COUNT_SECONDS above)."""
+        with self._lock:
+            held = len(self.index())
+            version, cached = self._version, self._persons
+        now = time.monotonic()
+        if cached is not None and (
+            cached[0] == version or (held > EXACT_PERSON_COUNT and now - cached[2] < PERSON_COUNT_SECONDS)
+        ):
+            return cached[1]
+        with self.db.sessions() as session:
+            count = session.execute(
+                select(func.count(func.distinct(Face.person_id))).where(
+                    Face.model_id == self.model.model_id, Face.person_id.is_not(None)
+                )
+            ).scalar()
+        self._persons = (version, int(count or 0), now)
+        return int(count or 0)
 
     def hits(self, embeddings: list[np.ndarray], top_k: int, scorer: CohortScorer) -> list[list[PersonHit]]:
         """Return, per probe template, up to ``top_k`` ranked person hits from the index, best first.
@@ -391,34 +454,38 @@ class IndexKeeper:
                 return [[] for _ in embeddings]
             k = min(len(index), max(4 * top_k, top_k + 20))
             scores, ids = index.search(np.vstack(embeddings), k)
-            found = np.unique(ids[ids >= 0])
-            vectors_of = dict(zip(found.tolist(), self.vectors(found), strict=True))
-            return [
-                rank_persons(embeddings[n], scores[n], ids[n], self._person_of, vectors_of, scorer, top_k)
-                for n in range(len(embeddings))
-            ]
+        # Each candidate's person and template from the database: a face erased there (by any process)
+        # has no row and is left out, whatever this process's index still holds.
+        person_of, vectors_of = self._candidates(np.unique(ids[ids >= 0]))
+        return [
+            rank_persons(embeddings[n], scores[n], ids[n], person_of, vectors_of, scorer, top_k)
+            for n in range(len(embeddings))
+        ]
+
+    def _candidates(self, face_ids: np.ndarray) -> tuple[dict[int, int], dict[int, np.ndarray]]:
+        """Return the person and the template of each gallery face of ``face_ids`` still in the database."""
+        if not len(face_ids):
+            return {}, {}
+        with self.db.sessions() as session:
+            rows = session.execute(
+                select(Face.id, Face.person_id, Face.embedding).where(
+                    Face.id.in_(face_ids.tolist()), Face.person_id.is_not(None)
+                )
+            ).all()
+        person_of = {int(fid): int(pid or 0) for fid, pid, _ in rows}
+        vectors_of = {int(fid): np.frombuffer(blob, dtype=np.float32) for fid, _, blob in rows}
+        return person_of, vectors_of
 
     # -- changes by enrollment and erasure --------------------------------------------------
-    @contextmanager
-    def enrolling(self) -> Iterator[None]:
-        """Mark an enrollment of this process as under way: until it ends, searches use the index as it is
-        rather than bringing it in line with a database that is ahead by the template being added."""
-        with self._lock:
-            self._enrolling += 1
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._enrolling -= 1
-
-    def add_enrolled(self, face_id: int, person_id: int, embedding: np.ndarray) -> None:
+    def add_enrolled(self, face_id: int, embedding: np.ndarray) -> None:
         """Add a template just committed to the database to the loaded index (not saved: see :meth:`save`).
-        Nothing to do when no index is loaded, or when a search already synced it in from the database."""
+        Nothing to do when no index is loaded, or when a search already caught it up from the database.
+        The gallery version is left as it is: another process's changes since are caught up by the next
+        search."""
         with self._lock:
-            if self._index is not None and face_id not in self._person_of:
+            if self._index is not None and not self._holds(face_id):
                 self._index.add(np.array([face_id]), embedding[None, :])
-                self._person_of[face_id] = person_id
-                self._version = self.db.gallery_version()
+                self._note_held(np.array([face_id]))
 
     def forget_faces(self, face_ids: list[int]) -> None:
         """Take erased templates out of the index (already deleted from the database) and save it.
@@ -433,21 +500,27 @@ class IndexKeeper:
             ids = np.array(sorted(set(face_ids)), dtype=np.int64)
             if len(ids):
                 self._index.remove(ids)
-            for fid in ids.tolist():
-                self._person_of.pop(fid, None)
+            self._recent.difference_update(ids.tolist())
             self._index.save()
-            self._version = self.db.gallery_version()
 
-    def save(self, *, disk_known_full: bool = False) -> None:
+    def save(self, *, disk_known_full: bool = False, soon: bool = False) -> None:
         """Save the loaded index, if any; on a full disk keep the old file and go on (see :meth:`_save_or_warn`).
         ``disk_known_full``: the caller already reports the full disk (one line): the failed save is only logged
-        at INFO then.
+        at INFO then. ``soon``: an index of more than DEFER_SAVE_ABOVE templates saved less than
+        SAVE_INTERVAL_SECONDS ago is saved by a later call (or at close) instead: writing a file of hundreds of
+        megabytes after each enrollment would cost more than the enrollment. The database is the truth; a
+        process that stops first adds the missing templates from it when the index is next opened.
 
         Raises:
             Exception: the save failed for another reason than a full disk.
         """
         with self._lock:
-            self._save_or_warn(self._index, logging.INFO if disk_known_full else logging.WARNING)
+            index = self._index
+            recently = time.monotonic() - self._saved_at < SAVE_INTERVAL_SECONDS
+            if soon and recently and index is not None and len(index) > DEFER_SAVE_ABOVE:
+                return
+            self._save_or_warn(index, logging.INFO if disk_known_full else logging.WARNING)
+            self._saved_at = time.monotonic()
 
     @staticmethod
     def _save_or_warn(index: VectorIndex | None, level: int = logging.WARNING) -> None:
@@ -468,6 +541,9 @@ class IndexKeeper:
         if not self.wait_for_index_rebuild(0):
             log.warning("waiting for the index rebuild to finish")
             self.wait_for_index_rebuild()
-        self.save()
+        try:
+            self.save()
+        except FacetraceError as exc:  # the vector database is away: what it holds is rebuilt from the database
+            log.error("the index could not be saved when closing: %s", exc.message)
         if self._index is not None:
             self._index.close()

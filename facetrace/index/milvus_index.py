@@ -216,8 +216,14 @@ class MilvusIndex:
         return cls(parse_vector_url(url, home), model_id=model_id, dim=dim)
 
     def _call(self, what: str, fn: Callable[[], _T]) -> _T:
-        with _errors(what, self.target.safe_url):
-            return fn()
+        try:
+            with _errors(what, self.target.safe_url):
+                return fn()
+        except VectorStoreError:
+            # The server failed (down, restarting): forget the cached count, so that the next len() (the
+            # readiness check's) asks the server and reports the outage rather than a count from before it.
+            self._count = None
+            raise
 
     def _ensure_collection(self) -> None:
         from pymilvus import DataType

@@ -222,6 +222,7 @@ class JobRunner:
     # -- the queue loop -------------------------------------------------------------------------
     def _loop(self) -> None:
         next_reap = next_beat = 0.0
+        failing = False
         while not self.stopping:
             now = time.monotonic()
             try:
@@ -233,8 +234,11 @@ class JobRunner:
                     next_reap = now + self.lease_seconds / 2
                 if self.run_jobs:
                     self._claim_while_free()
-            except Exception:  # the database is away for a moment: try again at the next turn
-                log.exception("the job queue could not be read; retrying")
+                failing = False
+            except Exception as exc:  # the database is away for a moment: try again at the next turn
+                if not failing:  # once per outage, not once a second
+                    log.warning("the job queue cannot be read (%s); retrying every %g s", exc, self.poll_seconds)
+                failing = True
             self._wake.wait(self.poll_seconds)
             self._wake.clear()
 

@@ -4,13 +4,16 @@ refusals and retries, corrections after a withdrawal, and operator templates."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
 from wftest import DroppingSmtpServer, Inbox, face_images, free_port, identify, insert_lead, make_world, photo
 
 from facetrace.errors import PolicyError
+from facetrace.gallery import Gallery
 from facetrace.store.accounts import AuditEvent, User
 from facetrace.store.audit import verify_chain
 from facetrace.workflow import InvalidInput, Workflow, deliver
@@ -85,6 +88,35 @@ def test_notifications_reach_each_contact_once_in_their_language(
     with wf.db.sessions() as session:
         assert verify_chain(session) == []
     assert len([e for e in _actions(wf, "notification.deliver") if e.outcome == "ok"]) == 2
+
+
+def test_outbox_runs_in_several_processes_at_once_send_each_message_once(
+    wf: Workflow, users: dict[str, User], smtp: Inbox
+) -> None:
+    """Several server processes may run the outbox at the same moment (on PostgreSQL): the claim
+    (approved -> sending) lets one of them send each message, never two."""
+    world = make_world(wf, users, contacts=FAMILY)
+    identify(wf, users, world)
+    _approve_all(wf, users)
+    galleries = [Gallery(wf.gallery.settings) for _ in range(4)]  # one per "process": own engine, own state
+    outcomes: list[dict[str, Any]] = []
+    start = threading.Barrier(len(galleries))
+
+    def run(gallery: Gallery) -> None:
+        start.wait()
+        outcomes.append(Workflow(gallery, source="process").outbox.send_notifications(users["maria"]))
+
+    threads = [threading.Thread(target=run, args=(g,)) for g in galleries]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for gallery in galleries:
+        gallery.close()
+    assert sum(o["sent"] for o in outcomes) == 2 and len(outcomes) == len(galleries)
+    assert sorted(r for e in smtp.envelopes for r in e.rcpt_tos) == ["iryna@family.example", "sergei@family.example"]
+    claims = [e for e in _actions(wf, "notification.send") if any(r.startswith("contact:") for r in e.records)]
+    assert len(claims) == 2
 
 
 def test_a_crash_between_sent_and_recorded_never_sends_twice(
