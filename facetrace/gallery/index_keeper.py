@@ -81,6 +81,7 @@ class IndexKeeper:
         self._recent: set[int] = set()  # the ids it holds within CATCH_UP_WINDOW below the cursor
         self._persons: tuple[int, int, float] | None = None  # (version, persons, when counted)
         self._saved_at = -1e9
+        self._person_counter: threading.Thread | None = None
         self._lock = threading.RLock()
 
     @property
@@ -128,6 +129,8 @@ class IndexKeeper:
         meanwhile (an enrollment committing right now) that is no failure either.
         """
         for attempt in range(2):
+            if self._index is None:  # not loaded, or being loaded (then the lock is held for as long)
+                return False, "loading: the index is not in memory yet"
             if not self._lock.acquire(timeout=lock_timeout):
                 return True, "busy: the index is being brought in line with the database"
             try:
@@ -421,24 +424,34 @@ class IndexKeeper:
 
     # -- searching --------------------------------------------------------------------------
     def person_count(self) -> int:
-        """Return the number of persons with at least one template of this model (counted in the database,
-        again after every change of a gallery of up to EXACT_PERSON_COUNT templates, at most every
-        PERSON_COUNT_SECONDS above)."""
+        """Return the number of persons with at least one template of this model, counted in the database:
+        again after every change of a gallery of up to EXACT_PERSON_COUNT templates; above, a count older
+        than PERSON_COUNT_SECONDS is renewed in the background while searches use it (a count over
+        millions of rows takes seconds; the FPIR of a gallery of millions does not move with a few more
+        persons)."""
         with self._lock:
             held = len(self.index())
             version, cached = self._version, self._persons
-        now = time.monotonic()
-        if cached is not None and (
-            cached[0] == version or (held > EXACT_PERSON_COUNT and now - cached[2] < PERSON_COUNT_SECONDS)
-        ):
-            return cached[1]
+        if cached is None or (cached[0] != version and held <= EXACT_PERSON_COUNT):
+            return self._count_persons(version)
+        if cached[0] != version and time.monotonic() - cached[2] >= PERSON_COUNT_SECONDS:
+            with self._lock:
+                counting = self._person_counter is not None and self._person_counter.is_alive()
+                if not counting:
+                    self._person_counter = threading.Thread(
+                        target=self._count_persons, args=(version,), name="facetrace-person-count", daemon=True
+                    )
+                    self._person_counter.start()
+        return cached[1]
+
+    def _count_persons(self, version: int) -> int:
         with self.db.sessions() as session:
             count = session.execute(
                 select(func.count(func.distinct(Face.person_id))).where(
                     Face.model_id == self.model.model_id, Face.person_id.is_not(None)
                 )
             ).scalar()
-        self._persons = (version, int(count or 0), now)
+        self._persons = (version, int(count or 0), time.monotonic())
         return int(count or 0)
 
     def hits(self, embeddings: list[np.ndarray], top_k: int, scorer: CohortScorer) -> list[list[PersonHit]]:

@@ -37,6 +37,7 @@ class Service:
         def load() -> None:
             try:
                 self.gallery.index()
+                self.gallery.gallery_size()  # counted once now (seconds at millions), not in the first search
             except Exception as exc:  # the first search reports it to its caller
                 log.error("loading the index failed: %s", exc)
 
