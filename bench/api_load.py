@@ -100,7 +100,12 @@ def free_port() -> int:
 
 
 def start_server(
-    home: Path, port: int, analysis_processes: int, import_workers: int | None = None, job_nice: int | None = None
+    home: Path,
+    port: int,
+    analysis_processes: int,
+    import_workers: int | None = None,
+    job_nice: int | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
@@ -114,6 +119,7 @@ def start_server(
         env["FACETRACE_JOB_NICE"] = str(job_nice)  # their CPU niceness
     for name in ("FACETRACE_DATABASE_URL", "FACETRACE_VECTOR_URL"):
         env.pop(name, None)
+    env.update(extra_env or {})  # e.g. another database (bench/gallery_scale.py)
     command = [sys.executable, "-m", "facetrace.cli.main", "serve", "--host", HOST, "--port", str(port)]
     return subprocess.Popen([*command, "--log-level", "warning"], env=env, cwd=REPO_ROOT)
 

@@ -38,7 +38,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 import uuid
@@ -54,7 +53,7 @@ if str(REPO_ROOT) not in sys.path:
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import faiss  # noqa: E402
-from api_load import free_port, percentile_ms, wait_ready  # noqa: E402
+from api_load import HOST, free_port, percentile_ms, start_server, wait_ready  # noqa: E402
 from search_scale import CHUNK, Model, generate, label, parse_size, person_sizes, read_chunks  # noqa: E402
 from sqlalchemy import insert  # noqa: E402
 
@@ -69,7 +68,6 @@ RESULTS = Path(__file__).resolve().parent / "results" / "gallery_scale.json"
 FACES = REPO_ROOT / "tests" / "data" / "faces"
 REAL_PEOPLE = ["Bill_Paxton", "Elton_John", "Kelly_Clarkson", "Orlando_Bloom", "Romano_Prodi", "Tariq_Aziz"]
 BATCH = 20_000
-HOST = "127.0.0.1"
 
 
 def size_name(n: int) -> str:
@@ -225,20 +223,6 @@ def drop_tables(database_url: str) -> None:
     engine.dispose()
 
 
-def start_server(home: Path, database_url: str, port: int) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "FACETRACE_HOME": str(home),
-        "FACETRACE_DATABASE_URL": database_url,
-        "FACETRACE_ANALYSIS_PROCESSES": "1",
-        "FACETRACE_SEARCH_RATE_PER_MINUTE": "0",
-        "FACETRACE_INDEX_AUTO_REBUILD": "false",
-    }
-    env.pop("FACETRACE_VECTOR_URL", None)
-    command = [sys.executable, "-m", "facetrace.cli.main", "serve", "--host", HOST, "--port", str(port)]
-    return subprocess.Popen([*command, "--log-level", "warning"], env=env, cwd=REPO_ROOT)
-
-
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -258,7 +242,8 @@ def measure_server(home: Path, database_url: str, facts: dict[str, Any], searche
     port = free_port()
     base = f"http://{HOST}:{port}/api/v1"
     started = time.perf_counter()
-    server = start_server(home, database_url, port)
+    extra = {"FACETRACE_DATABASE_URL": database_url, "FACETRACE_INDEX_AUTO_REBUILD": "false"}
+    server = start_server(home, port, analysis_processes=1, extra_env=extra)
     try:
         wait_ready(base, server, timeout=1800)
         out: dict[str, Any] = {"startup_s": round(time.perf_counter() - started, 1), "rss_mb": rss_mb(server.pid)}

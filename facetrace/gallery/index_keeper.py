@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 
 from facetrace.config import Settings
 from facetrace.crypto import DecryptionError
@@ -182,21 +182,21 @@ class IndexKeeper:
         index.clear()
         return index
 
+    def _gallery_faces(self) -> tuple[ColumnElement[bool], ...]:
+        """The conditions of this model's gallery faces (case faces have no person)."""
+        return Face.model_id == self.model.model_id, Face.person_id.is_not(None)
+
     def face_count(self) -> int:
         """Return the number of gallery templates of the current model in the database."""
         with self.db.sessions() as session:
-            count = session.execute(
-                select(func.count(Face.id)).where(Face.model_id == self.model.model_id, Face.person_id.is_not(None))
-            ).scalar()
+            count = session.execute(select(func.count(Face.id)).where(*self._gallery_faces())).scalar()
         return int(count or 0)
 
     def _face_ids(self, above: int = 0) -> np.ndarray:
         """Return the ids of this model's gallery faces in the database (those above ``above``), sorted."""
         with self.db.sessions() as session:
             rows = session.execute(
-                select(Face.id)
-                .where(Face.model_id == self.model.model_id, Face.person_id.is_not(None), Face.id > above)
-                .order_by(Face.id)
+                select(Face.id).where(*self._gallery_faces(), Face.id > above).order_by(Face.id)
             ).scalars()
             return np.fromiter(rows, dtype=np.int64)
 
@@ -447,9 +447,7 @@ class IndexKeeper:
     def _count_persons(self, version: int) -> int:
         with self.db.sessions() as session:
             count = session.execute(
-                select(func.count(func.distinct(Face.person_id))).where(
-                    Face.model_id == self.model.model_id, Face.person_id.is_not(None)
-                )
+                select(func.count(func.distinct(Face.person_id))).where(*self._gallery_faces())
             ).scalar()
         self._persons = (version, int(count or 0), time.monotonic())
         return int(count or 0)

@@ -139,11 +139,14 @@ class JobRunner:
     def recover(self) -> dict[int, str]:
         """Take back the jobs of stopped processes (on SQLite: every running job, since this is the only
         process); return ``{job id: new state}``."""
-        lease = 0.0 if self.db.single_process else self.lease_seconds
+        return self._take_back(0.0 if self.db.single_process else self.lease_seconds)
+
+    def _take_back(self, lease_seconds: float) -> dict[int, str]:
         with self.db.session() as session:
-            changed = requeue_stale(session, lease_seconds=lease, max_attempts=self.max_attempts)
+            changed = requeue_stale(session, lease_seconds=lease_seconds, max_attempts=self.max_attempts)
         if changed:
-            log.warning("job(s) taken back from a stopped process: %s", changed)
+            log.warning("job(s) taken back from a process that stopped: %s", changed)
+            self._wake.set()
         return changed
 
     def start(self) -> None:
@@ -230,7 +233,7 @@ class JobRunner:
                     self._heartbeat()
                     next_beat = now + self.lease_seconds / 4
                 if now >= next_reap:  # every process watches for dead ones, so someone always does
-                    self._reap()
+                    self._take_back(self.lease_seconds)
                     next_reap = now + self.lease_seconds / 2
                 if self.run_jobs:
                     self._claim_while_free()
@@ -241,13 +244,6 @@ class JobRunner:
                 failing = True
             self._wake.wait(self.poll_seconds)
             self._wake.clear()
-
-    def _reap(self) -> None:
-        with self.db.session() as session:
-            changed = requeue_stale(session, lease_seconds=self.lease_seconds, max_attempts=self.max_attempts)
-        if changed:
-            log.warning("job(s) taken back from a process that stopped: %s", changed)
-            self._wake.set()
 
     def _heartbeat(self) -> None:
         with self._lock:
