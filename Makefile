@@ -34,7 +34,7 @@ lint: setup
 
 test: setup
 	eval "$$(scripts/services.sh start)" && $(MAKE) --no-print-directory lint && \
-	  $(VENV)/bin/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	  $(VENV)/bin/pytest -q -p no:cacheprovider --durations=25 $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

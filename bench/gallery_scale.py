@@ -1,9 +1,14 @@
 """The product at scale: a gallery of 1M or 10M templates opened, searched, added to and erased through
-the server (``facetrace serve``), on SQLite and on PostgreSQL, with the FAISS index.
+the server (``facetrace serve``), on SQLite and on PostgreSQL, with the FAISS index or a Milvus server.
+
+A backend is a database, ``sqlite`` or ``postgresql``, with ``+milvus`` for the vectors in the Milvus
+server of ``FACETRACE_BENCH_MILVUS_URL`` or ``FACETRACE_TEST_MILVUS_URL`` (``scripts/services.sh``
+starts one) instead of the FAISS file: collection ``bench_N``, the product's default ``HNSW`` index.
 
 Usage (docs/scale.md has the results)::
 
     .venv/bin/python bench/gallery_scale.py --sizes 1M [--backends sqlite,postgresql] [--searches 200]
+    .venv/bin/python bench/gallery_scale.py --sizes 1M --backends sqlite+milvus   # the vectors in a Milvus server
     FACETRACE_BENCH_CACHE=/big/disk .venv/bin/python bench/gallery_scale.py --sizes 10M --backends sqlite
 
 For each size N and database:
@@ -14,10 +19,13 @@ For each size N and database:
    one transaction each (``fill_s``). Real photos of ``tests/data/faces`` (8 people, 2 photos each)
    are enrolled on top through the product, so that real searches have real mates.
 2. **Index**: the product builds its index from the database (``Gallery.rebuild_index``: the
-   automatic plan, ``IVF{nlist},SQ8`` re-ranked above 200,000 templates) and saves it (``index_s``).
+   automatic plan, ``IVF{nlist},SQ8`` re-ranked above 200,000 templates) and saves it (``index_s``);
+   with Milvus, the rebuild inserts every template into the collection and the time includes Milvus
+   sealing and indexing it (until ``describe_index`` says every row is indexed).
 3. **Start-up**: ``facetrace serve`` is started on the filled home; ``startup_s`` is the time until
    ``GET /api/v1/ready`` answers 200 (database open, index loaded and checked against the database).
-   ``rss_mb`` is the server's resident memory then, and after the searches (``rss_after_mb``).
+   ``rss_mb`` is the server's resident memory then, and after the searches (``rss_after_mb``);
+   ``ready_p50_ms``: the readiness check itself (it compares the index with the database).
 4. **Search through the API**: ``POST /api/v1/search`` with a real photo, one client, ``--searches``
    times (p50, p95); the same on an empty gallery gives the image-analysis part (detection, landmarks,
    the descriptor), which does not depend on N; ``gallery_ms`` is the difference of the p50s.
@@ -155,18 +163,58 @@ def bulk_fill(db: Database, model_id: str, folder: Path, n: int, seed: int = 7) 
     return {"templates": face_id, "persons": person_id, "fill_s": round(time.perf_counter() - started, 1)}
 
 
-def prepare(n: int, backend: str, args: argparse.Namespace, model: Model) -> tuple[Path, str, dict[str, Any]]:
-    """Return the filled data home, its database URL and the facts of the fill and the index build."""
+def milvus_url(n: int) -> str:
+    """Return the vector URL of the bench collection of size ``n`` in the bench's Milvus server."""
+    base = os.environ.get("FACETRACE_BENCH_MILVUS_URL") or os.environ.get("FACETRACE_TEST_MILVUS_URL")
+    if not base:
+        raise SystemExit("Milvus: set FACETRACE_BENCH_MILVUS_URL (scripts/services.sh starts a server)")
+    return f"{base.rstrip('/')}/bench_{size_name(n).lower()}?write_timeout=600"
+
+
+def wait_milvus_indexed(url: str) -> None:
+    """Wait until Milvus has indexed every row of the bench collection (it builds its index in the background)."""
+    from pymilvus import MilvusClient
+
+    from facetrace.index.milvus_index import parse_vector_url
+
+    target = parse_vector_url(url)
+    client = MilvusClient(uri=target.uri, token=target.token, timeout=30)
+    try:
+        while True:
+            info = client.describe_index(target.collection, "vector")
+            if int(info.get("pending_index_rows", 0)) == 0 and info.get("state") == "Finished":
+                return
+            log(f"Milvus indexing: {info.get('indexed_rows')}/{info.get('total_rows')} rows")
+            time.sleep(10)
+    finally:
+        client.close()
+
+
+def prepare(n: int, backend: str, args: argparse.Namespace, model: Model) -> tuple[Path, str, str, dict[str, Any]]:
+    """Return the filled data home, its database URL, its vector URL (or "") and the facts of the fill and the
+    index build."""
     home = CACHE / f"gallery-{size_name(n)}-{backend}"
     facts_file = home / "bench.json"
-    database_url = f"sqlite:///{home / 'facetrace.db'}" if backend == "sqlite" else pg_database(n)
+    database, _, vectors = backend.partition("+")
+    database_url = f"sqlite:///{home / 'facetrace.db'}" if database == "sqlite" else pg_database(n)
+    vector_url = milvus_url(n) if vectors == "milvus" else ""
     filled_file = home / "filled.json"  # the fill is done (the index may not be built yet)
+    if database == "postgresql" and not bench_user_exists(database_url):  # a new (throwaway) PostgreSQL server
+        facts_file.unlink(missing_ok=True)
+        filled_file.unlink(missing_ok=True)
     if facts_file.exists() and not args.refill:
-        return home, database_url, json.loads(facts_file.read_text())
+        return home, database_url, vector_url, json.loads(facts_file.read_text())
     data = CACHE / "scale" / str(n)
     if n and not (data / "vectors.f16").exists():
         generate(model, n, data, queries=1000)
-    settings = Settings(home=home, database_url=database_url, analysis_processes=1, workers=1, calibration_path=None)
+    settings = Settings(
+        home=home,
+        database_url=database_url,
+        vector_url=vector_url or None,
+        analysis_processes=1,
+        workers=1,
+        calibration_path=None,
+    )
     if filled_file.exists() and not args.refill:
         shutil.rmtree(home / "index", ignore_errors=True)  # a half-built index of an interrupted run
         gallery = Gallery(settings)
@@ -174,7 +222,7 @@ def prepare(n: int, backend: str, args: argparse.Namespace, model: Model) -> tup
     else:
         shutil.rmtree(home, ignore_errors=True)
         home.mkdir(parents=True)
-        if backend == "postgresql":
+        if database == "postgresql":
             drop_tables(database_url)
         gallery = Gallery(settings)
         facts = bulk_fill(gallery.db, gallery.model_id, data, n) if n else {"templates": 0, "persons": 0, "fill_s": 0}
@@ -184,6 +232,8 @@ def prepare(n: int, backend: str, args: argparse.Namespace, model: Model) -> tup
     ]
     started = time.perf_counter()
     gallery.rebuild_index()  # the automatic plan for the size, trained and filled from the database
+    if vector_url:
+        wait_milvus_indexed(vector_url)
     facts["index_s"] = round(time.perf_counter() - started, 1)
     gallery.enroll(items, workers=1)  # straight into the index
     facts["index_faces"] = len(gallery.keeper.index())
@@ -194,7 +244,7 @@ def prepare(n: int, backend: str, args: argparse.Namespace, model: Model) -> tup
     gallery.close()
     facts_file.write_text(json.dumps(facts, indent=1, default=str))
     log(f"{size_name(n)} {backend}: filled in {facts['fill_s']} s, index built in {facts['index_s']} s")
-    return home, database_url, facts
+    return home, database_url, vector_url, facts
 
 
 def pg_database(n: int) -> str:
@@ -210,6 +260,20 @@ def pg_database(n: int) -> str:
         if not c.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
             c.execute(f'CREATE DATABASE "{name}"')
     return url.set(database=name).render_as_string(hide_password=False)
+
+
+def bench_user_exists(database_url: str) -> bool:
+    """Whether a kept PostgreSQL bench database was filled (its bench account exists)."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            return bool(conn.execute(text("SELECT 1 FROM users WHERE username = 'bench'")).first())
+    except Exception:  # no users table: never filled
+        return False
+    finally:
+        engine.dispose()
 
 
 def drop_tables(database_url: str) -> None:
@@ -237,12 +301,16 @@ def timed(http: httpx.Client, method: str, path: str, **request: Any) -> tuple[f
     return time.perf_counter() - started, response
 
 
-def measure_server(home: Path, database_url: str, facts: dict[str, Any], searches: int) -> dict[str, Any]:
+def measure_server(
+    home: Path, database_url: str, vector_url: str, facts: dict[str, Any], searches: int
+) -> dict[str, Any]:
     """Start the server on a filled home and measure start-up, memory, search, enrollment and erasure."""
     port = free_port()
     base = f"http://{HOST}:{port}/api/v1"
     started = time.perf_counter()
     extra = {"FACETRACE_DATABASE_URL": database_url, "FACETRACE_INDEX_AUTO_REBUILD": "false"}
+    if vector_url:
+        extra["FACETRACE_VECTOR_URL"] = vector_url
     server = start_server(home, port, analysis_processes=1, extra_env=extra)
     try:
         wait_ready(base, server, timeout=1800)
@@ -250,6 +318,8 @@ def measure_server(home: Path, database_url: str, facts: dict[str, Any], searche
         headers = {"Authorization": f"Bearer {facts['token']}"}
         probe = sorted((FACES / "Bill_Paxton").glob("*.jpg"))[0]
         with httpx.Client(base_url=base, headers=headers, timeout=120) as http:
+            ready = [timed(http, "GET", "/ready")[0] for _ in range(10)]
+            out["ready_p50_ms"] = percentile_ms(ready, 0.5)
             latencies = []
             for i in range(searches + 3):
                 seconds, response = timed(
@@ -319,12 +389,18 @@ def exact_top10(data: Path, n: int, queries: np.ndarray) -> np.ndarray:
     return best_i
 
 
-def index_recall(home: Path, database_url: str, n: int) -> dict[str, Any]:
+def index_recall(home: Path, database_url: str, vector_url: str, n: int) -> dict[str, Any]:
     """Recall@10 of the product's index (opened from the database, re-ranked) against exact search."""
     data = CACHE / "scale" / str(n)
     queries = np.load(data / "queries.npy")
     exact_ids = exact_top10(data, n, queries)
-    settings = Settings(home=home, database_url=database_url, analysis_processes=1, calibration_path=None)
+    settings = Settings(
+        home=home,
+        database_url=database_url,
+        vector_url=vector_url or None,
+        analysis_processes=1,
+        calibration_path=None,
+    )
     gallery = Gallery(settings)
     index = gallery.keeper.index()
     started = time.perf_counter()
@@ -341,7 +417,7 @@ def index_recall(home: Path, database_url: str, n: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="1M", help="gallery sizes, e.g. 1M,10M")
-    parser.add_argument("--backends", default="sqlite", help="sqlite,postgresql")
+    parser.add_argument("--backends", default="sqlite", help="sqlite,postgresql,sqlite+milvus,postgresql+milvus")
     parser.add_argument("--searches", type=int, default=100, help="API searches per level")
     parser.add_argument("--refill", action="store_true", help="fill and index again even when cached")
     parser.add_argument("--tag", default="", help="a suffix of the result keys (e.g. 'before' a change)")
@@ -353,11 +429,11 @@ def main() -> None:
         # Size 0 first (only the real people): the image-analysis part of a search, which does not depend
         # on N, measured in the same run.
         for n in [0] + [parse_size(s) for s in args.sizes.split(",")]:
-            home, url, facts = prepare(n, backend, args, model)
+            home, url, vector_url, facts = prepare(n, backend, args, model)
             row = {k: v for k, v in facts.items() if k != "token"}
             if n:  # before the server erases some of the templates the exact search counts
-                row.update(index_recall(home, url, n))
-            row.update(measure_server(home, url, facts, args.searches))
+                row.update(index_recall(home, url, vector_url, n))
+            row.update(measure_server(home, url, vector_url, facts, args.searches))
             if n:
                 row["gallery_ms"] = round(row["search_p50_ms"] - baseline["search_p50_ms"], 1)
                 row["search_vs_empty"] = round(row["search_p50_ms"] / baseline["search_p50_ms"], 2)

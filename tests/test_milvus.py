@@ -47,6 +47,9 @@ def test_vector_urls(tmp_path: Path) -> None:
     assert server.token == "ops:s3cret" and server.db_name == "ident" and server.collection == "faces_prod"
     assert server.index_type == "IVF_FLAT" and server.index_params == {"nlist": 1024}
     assert "s3cret" not in server.safe_url
+    assert (server.timeout, server.write_timeout) == (10.0, 120.0)  # a hung server is a 503, not a held request
+    impatient = parse_vector_url("milvus://milvus.internal/faces?timeout=2.5&write_timeout=30")
+    assert (impatient.timeout, impatient.write_timeout) == (2.5, 30.0)
     hnsw = parse_vector_url("milvus+https://zilliz.example:443?token=abc&ef=512&metric=cosine")
     assert hnsw.uri == "https://zilliz.example:443" and hnsw.token == "abc" and hnsw.collection == "facetrace_faces"
     assert hnsw.index_type == "HNSW" and hnsw.search_params == {"ef": 512} and hnsw.metric == "COSINE"
@@ -59,7 +62,9 @@ def test_vector_urls(tmp_path: Path) -> None:
         ("milvus-lite:///srv/file.sqlite", "must end in .db"),
         ("milvus://host/bad-name", "bad collection name"),
         ("milvus://host/x?colour=blue", "unknown parameter"),
-        ("milvus://host/x?index=HNSW&ef=many", "bad index parameter"),
+        ("milvus://host/x?index=HNSW&ef=many", "bad parameter"),
+        ("milvus://host/x?timeout=0", "timeouts must be positive"),
+        ("milvus://host/x?write_timeout=soon", "bad parameter"),
         ("milvus://host/x?metric=L2", "metric must be IP or COSINE"),
         ("milvus:///x", "no host"),
         ("not a url", "expected milvus://"),

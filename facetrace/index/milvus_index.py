@@ -5,7 +5,9 @@ Selected by ``FACETRACE_VECTOR_URL``:
 * ``milvus://[user:password@]host[:19530]/collection`` (``milvus+https://`` for TLS); query
   parameters: ``db`` (database name), ``token`` (API key instead of user:password), ``index``
   (``HNSW`` default, ``IVF_FLAT``, ``FLAT``, ``AUTOINDEX``...), ``M``, ``efConstruction``, ``ef``,
-  ``nlist``, ``nprobe``, ``metric`` (``IP`` default, or ``COSINE``);
+  ``nlist``, ``nprobe``, ``metric`` (``IP`` default, or ``COSINE``), ``timeout`` (seconds a search or
+  read may take, default 10) and ``write_timeout`` (inserts, deletes, flushes; default 120): a hung
+  server gives a 503 after that long instead of holding the request;
 * ``milvus-lite:///absolute/path/file.db`` or ``milvus-lite://relative/file.db`` (relative to the
   data home), with ``?collection=name``; milvus-lite supports ``FLAT`` (the default there).
 
@@ -38,6 +40,8 @@ log = logging.getLogger(__name__)
 DEFAULT_COLLECTION = "facetrace_faces"
 BATCH = 5000  # entities per insert/upsert call (well under the 64 MB gRPC message limit)
 MAX_TOPK = 16384  # Milvus's largest search limit
+READ_TIMEOUT_S = 10.0  # a search, count or read of a healthy server takes milliseconds
+WRITE_TIMEOUT_S = 120.0  # a flush of a large insert may take a minute
 _T = TypeVar("_T")
 
 
@@ -62,6 +66,8 @@ class MilvusTarget:
     index_params: dict[str, Any] = field(default_factory=dict)
     search_params: dict[str, Any] = field(default_factory=dict)
     safe_url: str = ""
+    timeout: float = READ_TIMEOUT_S
+    write_timeout: float = WRITE_TIMEOUT_S
 
 
 def parse_vector_url(url: str, home: Path | None = None) -> MilvusTarget:
@@ -117,6 +123,10 @@ def parse_vector_url(url: str, home: Path | None = None) -> MilvusTarget:
 def _index_settings(target: MilvusTarget, query: dict[str, str]) -> None:
     index_type = query.pop("index", "FLAT" if target.lite else "HNSW").upper()
     try:
+        target.timeout = float(query.pop("timeout", READ_TIMEOUT_S))
+        target.write_timeout = float(query.pop("write_timeout", WRITE_TIMEOUT_S))
+        if not (target.timeout > 0 and target.write_timeout > 0):
+            raise ValueError("timeouts must be positive")
         if index_type == "HNSW":
             target.index_params = {
                 "M": int(query.pop("M", 16)),
@@ -127,7 +137,7 @@ def _index_settings(target: MilvusTarget, query: dict[str, str]) -> None:
             target.index_params = {"nlist": int(query.pop("nlist", 4096))}
             target.search_params = {"nprobe": int(query.pop("nprobe", 128))}
     except ValueError as exc:
-        raise ConfigError(f"vector URL: bad index parameter ({exc})") from None
+        raise ConfigError(f"vector URL: bad parameter ({exc})") from None
     if query:
         raise ConfigError(f"vector URL: unknown parameter(s) {', '.join(sorted(query))}")
     target.index_type = index_type
@@ -159,12 +169,20 @@ def _quiet_milvus_lite() -> None:
 
 @contextmanager
 def _errors(what: str, where: str) -> Iterator[None]:
+    import grpc
     from pymilvus.exceptions import MilvusException
 
     try:
         yield
     except MilvusException as exc:
         message = getattr(exc, "message", "") or str(exc)
+        raise VectorStoreError(f"Milvus at {where}: {what} failed: {message}") from None
+    except grpc.RpcError as exc:  # pymilvus passes some codes through unwrapped, a missed deadline among them
+        code = exc.code() if isinstance(exc, grpc.Call) else None
+        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+            message = "no answer in time (the server is hung or overloaded)"
+        else:
+            message = f"{code.name if code else 'gRPC error'}: {exc.details() if isinstance(exc, grpc.Call) else exc}"
         raise VectorStoreError(f"Milvus at {where}: {what} failed: {message}") from None
 
 
@@ -266,6 +284,7 @@ class MilvusIndex:
                     output_fields=["count(*)"],
                     partition_names=[self.partition],
                     consistency_level="Strong",
+                    timeout=self.target.timeout,
                 ),
             )
             self._count = int(rows[0]["count(*)"])
@@ -286,14 +305,16 @@ class MilvusIndex:
         """Insert or replace the templates ``ids`` (an upsert: adding the same id twice keeps one)."""
         vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim)
         ids = np.asarray(ids, dtype=np.int64)
+        self._count = None  # forgotten first: a failure half-way leaves an unknown count
         for start in range(0, len(ids), BATCH):
             rows = [
                 {"id": int(i), "vector": v, "model_id": self.model_id}
                 for i, v in zip(ids[start : start + BATCH].tolist(), vectors[start : start + BATCH], strict=True)
             ]
             with _errors("upsert", self.target.safe_url):
-                self.client.upsert(self.target.collection, rows, partition_name=self.partition)
-        self._count = None
+                self.client.upsert(
+                    self.target.collection, rows, partition_name=self.partition, timeout=self.target.write_timeout
+                )
 
     def remove(self, ids: np.ndarray) -> int:
         """Delete the templates ``ids``; return how many were present.
@@ -303,6 +324,7 @@ class MilvusIndex:
         """
         ids = np.unique(np.asarray(ids, dtype=np.int64))
         present = 0
+        self._count = None  # forgotten first: a failure half-way leaves an unknown count
         for start in range(0, len(ids), 1000):
             chunk = ids[start : start + 1000].tolist()
             with _errors("delete", self.target.safe_url):
@@ -312,10 +334,12 @@ class MilvusIndex:
                     output_fields=["id"],
                     partition_names=[self.partition],
                     consistency_level="Strong",
+                    timeout=self.target.timeout,
                 )
                 present += len(found)
-                self.client.delete(self.target.collection, ids=chunk, partition_name=self.partition)
-        self._count = None
+                self.client.delete(
+                    self.target.collection, ids=chunk, partition_name=self.partition, timeout=self.target.write_timeout
+                )
         return present
 
     def set_vector_source(self, source: VectorSource) -> None:
@@ -325,7 +349,12 @@ class MilvusIndex:
         """Delete every template of this model (before a rebuild from the database)."""
         self._call(
             "delete",
-            lambda: self.client.delete(self.target.collection, filter=self._mine, partition_name=self.partition),
+            lambda: self.client.delete(
+                self.target.collection,
+                filter=self._mine,
+                partition_name=self.partition,
+                timeout=self.target.write_timeout,
+            ),
         )
         self._count = None
 
@@ -355,6 +384,7 @@ class MilvusIndex:
                 search_params=params,
                 partition_names=[self.partition],
                 consistency_level="Strong",
+                timeout=self.target.timeout,
             ),
         )
         for row, hits in enumerate(results):
@@ -373,6 +403,7 @@ class MilvusIndex:
                 filter=self._mine,
                 output_fields=["id"],
                 partition_names=[self.partition],
+                timeout=self.target.timeout,
             )
             try:
                 while batch := iterator.next():
@@ -395,7 +426,11 @@ class MilvusIndex:
             chunk = [int(i) for i in ids[start : start + 1000]]
             with _errors("get", self.target.safe_url):
                 rows = self.client.get(
-                    self.target.collection, ids=chunk, output_fields=["vector"], partition_names=[self.partition]
+                    self.target.collection,
+                    ids=chunk,
+                    output_fields=["vector"],
+                    partition_names=[self.partition],
+                    timeout=self.target.timeout,
                 )
             for row in rows:
                 out[position[int(row["id"])]] = np.asarray(row["vector"], dtype=np.float32)
@@ -405,7 +440,7 @@ class MilvusIndex:
 
     def save(self) -> None:
         """Flush: make every insert and delete durable."""
-        self._call("flush", lambda: self.client.flush(self.target.collection))
+        self._call("flush", lambda: self.client.flush(self.target.collection, timeout=self.target.write_timeout))
 
     def describe(self) -> dict[str, object]:
         """Return the backend, where it is, the partition, the size and the index, JSON-ready."""

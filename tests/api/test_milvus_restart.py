@@ -4,9 +4,12 @@ Proves, on a real Milvus standalone server of the test's own (the ``milvus`` pac
 and in a data folder of its own, so that the shared server of FACETRACE_TEST_MILVUS_URL is never disturbed):
 
 1. the API server searches real faces enrolled in Milvus;
-2. while the Milvus server stops (SIGTERM to its process group) and once it is gone, every search answers promptly
+2. while the Milvus server hangs (SIGSTOP to its process group: connected, never answering), every search answers
+   a 503 ``vector_store`` once the URL's ``timeout`` has passed, instead of holding the request, and ``GET /ready``
+   says not ready; once it runs again (SIGCONT), searches answer as before;
+3. while the Milvus server stops (SIGTERM to its process group) and once it is gone, every search answers promptly
    with a clean 503 ``vector_store`` error body (no 500, no traceback, no hang), and ``GET /ready`` says not ready;
-3. once the Milvus server is started again on the same data folder and port, searches recover by themselves,
+4. once the Milvus server is started again on the same data folder and port, searches recover by themselves,
    with the same candidates as before the restart, and an enrollment works again.
 
 Readiness sees the outage because a failed Milvus call makes the index forget its cached count (checked on its
@@ -39,6 +42,7 @@ from facetrace.index.milvus_index import MilvusIndex, VectorStoreError
 P = "/api/v1"
 WHY = {"case_reference": "CASE-17", "purpose": "check searches across a Milvus restart"}
 SEARCH_LIMIT_S = 30.0  # the longest a search may take to answer while Milvus is down
+CALL_TIMEOUT_S = 2.0  # the vector URL's timeout: how long a search waits for a hung server
 NEWCOMER = "Doris_Roberts"  # enrolled after the restart (not in GALLERY)
 # The ports of one server: its proxy (the clients' port), the embedded etcd's client and peer ports, and the
 # internal ports of its coordinators and nodes.
@@ -170,6 +174,16 @@ class MilvusServer:
             return True
         return False
 
+    def pause(self) -> None:
+        """Freeze every process of the server (SIGSTOP): connections stay open, nothing answers."""
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Let a paused server run again (SIGCONT)."""
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGCONT)
+
     def terminate(self) -> None:
         """Ask the server to stop (SIGTERM to its process group), as an operator's restart does; returns at once."""
         if self.process is not None and not self.gone():
@@ -205,7 +219,8 @@ def milvus_server(tmp_path: Path) -> Iterator[MilvusServer]:
 @contextmanager
 def api_on(server: MilvusServer, where: Path) -> Iterator[Api]:
     """A facetrace API server (SQLite database) whose vectors live in ``server``."""
-    vector_url = f"milvus://127.0.0.1:{server.ports['proxy']}/restart_faces?index=FLAT"  # exact search
+    port = server.ports["proxy"]
+    vector_url = f"milvus://127.0.0.1:{port}/restart_faces?index=FLAT&timeout={CALL_TIMEOUT_S}"  # exact search
     # No search rate limit: the test searches every second while Milvus is down and restarting.
     serving = contextmanager(start_api)(
         where / "home", f"sqlite:///{where / 'facetrace.db'}", "sqlite", vector_url=vector_url, search_rate_per_minute=0
@@ -278,6 +293,24 @@ def test_milvus_restart_gives_503s_then_recovers(milvus_server: MilvusServer, tm
             before[name] = candidates(body)
             assert before[name][0][0][0] == name
         probe = probes[GALLERY[0]]
+
+        # A hang: the server keeps its connections but answers nothing. Kept shorter than the server's session
+        # lease (10 s), after which its own components would give up on each other.
+        server.pause()
+        try:
+            hung = time.monotonic()
+            for _ in range(2):
+                status, body, seconds = search(api, probe)
+                assert_vector_store_error(status, body, seconds)
+                assert "no answer in time" in body["error"]["message"], body
+                assert CALL_TIMEOUT_S - 0.5 < seconds < CALL_TIMEOUT_S + 3, f"a search took {seconds:.1f} s"
+            ready = api.client.get(f"{P}/ready")
+            assert ready.status_code == 503 and ready.json()["error"]["checks"]["index"]["ok"] is False, ready.text
+            assert time.monotonic() - hung < 9
+        finally:
+            server.resume()
+        status, body, _ = search(api, probe)
+        assert status == 200 and candidates(body) == before[GALLERY[0]], body
 
         # The stop: searches go on while the server shuts down (a graceful stop may still answer one), then
         # while it is gone.
