@@ -80,6 +80,7 @@ class IndexKeeper:
         self._cursor = 0  # the highest face id the index holds
         self._recent: set[int] = set()  # the ids it holds within CATCH_UP_WINDOW below the cursor
         self._persons: tuple[int, int, float] | None = None  # (version, persons, when counted)
+        self._stored: tuple[int, int] | None = None  # (version, templates in the database) for readiness
         self._saved_at = -1e9
         self._person_counter: threading.Thread | None = None
         self._lock = threading.RLock()
@@ -122,7 +123,8 @@ class IndexKeeper:
     def index_consistency(self, *, lock_timeout: float = 0.5) -> tuple[bool, str]:
         """Return (ok, state) of the loaded index against the database, cheaply: a count, and a catch-up
         of the faces enrolled since the last search when the database is ahead (what the next search
-        would do). Never loads the index.
+        would do). Never loads the index. The database is counted outside the index lock (a count of
+        millions of rows takes a while and searches need the lock), once per gallery version.
 
         The index must hold every template of the database. It may hold more: templates another process
         erased stay in it until it is reopened, and no search returns them. When the database moves on
@@ -139,12 +141,14 @@ class IndexKeeper:
                     return False, "loading: the index is not in memory yet"
                 self.index()  # the faces enrolled since the last search, if any
                 held, version = len(index), self._version
-                stored = self.face_count()
-                current = self.db.gallery_version()
             finally:
                 self._lock.release()
+            known = self._stored
+            stored = known[1] if known is not None and known[0] == version else self.face_count()
+            current = self.db.gallery_version()
             if current != version:
                 return True, "catching up: the database changed since the index was last brought in line"
+            self._stored = (version, stored)  # counted at this version: valid until the gallery changes
             if held == stored:
                 return True, "loaded, in line with the database"
             if held > stored:
