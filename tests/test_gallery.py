@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -414,6 +415,39 @@ def test_rebuild_index_on_request(enrolled_home_copy: Path) -> None:
         ids_before = np.sort(g.index().ids())
         assert g.rebuild_index() == 40
         assert np.array_equal(np.sort(g.index().ids()), ids_before)
+    finally:
+        g.close()
+
+
+def test_readiness_says_loading_until_the_index_is_in_line_with_the_database(
+    enrolled_home_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The index is read, then brought in line with the database (at 10M templates that takes a while): it is
+    not ready, and says so, until both are done; searches wait for it."""
+    g = Gallery(get_settings(workers=1))
+    keeper = g.keeper
+    syncing, release = threading.Event(), threading.Event()
+    sync = keeper._sync_index
+
+    def slow_sync(index: Any) -> None:
+        syncing.set()
+        assert release.wait(30)
+        sync(index)
+
+    monkeypatch.setattr(keeper, "_sync_index", slow_sync)
+    loader = threading.Thread(target=g.index)
+    try:
+        loader.start()
+        assert syncing.wait(30)
+        ok, state = g.index_consistency()
+        assert not ok and state.startswith("loading"), state
+        assert g.loaded_index() is None
+    finally:
+        release.set()
+        loader.join(30)
+    try:
+        assert g.index_consistency() == (True, "loaded, in line with the database")
+        assert len(g.loaded_index() or []) == 40
     finally:
         g.close()
 

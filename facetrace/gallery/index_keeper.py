@@ -25,7 +25,6 @@ import numpy as np
 from sqlalchemy import ColumnElement, func, select
 
 from facetrace.config import Settings
-from facetrace.crypto import DecryptionError
 from facetrace.errors import ConfigError, FacetraceError, disk_full_error
 from facetrace.faults import fault_point
 from facetrace.gallery.analysis import FaceModel
@@ -101,14 +100,12 @@ class IndexKeeper:
         with self._lock:
             version = self.db.gallery_version()
             if self._index is None:
-                self._index = self._verified(self._open_index())
-                try:
-                    self._sync_index(self._index)
-                except DecryptionError:
-                    # A key is missing or wrong: drop the half-filled index, so that closing the gallery
-                    # does not save it over the index file.
-                    self._index = None
-                    raise
+                # Kept aside until it is in line with the database: readiness says "loading" until then
+                # (at 10M templates the sync takes a while), and an index left half-filled by an error (a
+                # missing or wrong key) is dropped rather than saved over the index file at close.
+                index = self._verified(self._open_index())
+                self._sync_index(index)
+                self._index = index
                 self._version = version
             elif version != self._version:
                 self._catch_up(self._index)
@@ -132,13 +129,13 @@ class IndexKeeper:
         """
         for attempt in range(2):
             if self._index is None:  # not loaded, or being loaded (then the lock is held for as long)
-                return False, "loading: the index is not in memory yet"
+                return False, "loading: the index is being read and brought in line with the database"
             if not self._lock.acquire(timeout=lock_timeout):
                 return True, "busy: the index is being brought in line with the database"
             try:
                 index = self._index
                 if index is None:
-                    return False, "loading: the index is not in memory yet"
+                    return False, "loading: the index is being read and brought in line with the database"
                 self.index()  # the faces enrolled since the last search, if any
                 held, version = len(index), self._version
             finally:
@@ -159,8 +156,6 @@ class IndexKeeper:
         return False, "damaged: the index and the database disagree on the templates they hold"
 
     def _open_index(self) -> VectorIndex:
-        if self._index is not None:
-            return self._index
         index = open_vector_index(
             self.settings, self.model.model_id, expected_count=self.face_count(), dim=self.model.dim
         )
@@ -357,7 +352,7 @@ class IndexKeeper:
         """
         if self.settings.vector_url:
             with self._lock:
-                index = self._open_index()
+                index = self._index if self._index is not None else self._open_index()
                 index.clear()
                 version = self.db.gallery_version()
                 self._sync_index(index)  # fills it again from the database
