@@ -41,6 +41,7 @@ from facetrace.index.backends import (
 )
 from facetrace.index.base import VectorIndex
 from facetrace.index.checks import templates_intact
+from facetrace.index.ids import id_differences, unique_ids
 from facetrace.store.db import Database
 from facetrace.store.models import Face
 
@@ -225,8 +226,7 @@ class IndexKeeper:
         db_ids = self._face_ids()
         self._cursor, self._recent = 0, set()
         self._note_held(db_ids)
-        missing = np.setdiff1d(db_ids, held)
-        extra = np.setdiff1d(held, db_ids)
+        missing, extra = id_differences(db_ids, held)
         if len(extra):
             index.remove(extra)
         if len(missing):
@@ -387,12 +387,10 @@ class IndexKeeper:
         started = time.perf_counter()
         with self._lock:
             source = self.index()
-            source_ids = np.unique(source.ids())
+            source_ids = unique_ids(source.ids())
         target = open_vector_index(self.settings.model_copy(update={"vector_url": vector_url}), self.model.model_id)
         try:
-            held = np.unique(target.ids())
-            missing = np.setdiff1d(source_ids, held)
-            extra = np.setdiff1d(held, source_ids)
+            missing, extra = id_differences(source_ids, target.ids())
             if len(extra):
                 target.remove(extra)
             if len(missing):

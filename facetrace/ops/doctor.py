@@ -41,6 +41,7 @@ from facetrace.gallery import Gallery
 from facetrace.gallery.calibration import Calibration
 from facetrace.index.backends import IndexCorrupt, load_faiss_file, open_vector_index
 from facetrace.index.checks import holds_exact_codes, templates_intact
+from facetrace.index.ids import id_differences, unique_ids
 from facetrace.store import settings_store
 from facetrace.store.accounts import AuditEvent
 from facetrace.store.audit import append_event
@@ -419,9 +420,8 @@ def check_index(ctx: _Context) -> CheckResult:
 def _compare_ids(
     name: str, db_ids: np.ndarray, held: np.ndarray, detail: dict[str, Any], others: dict[str, int]
 ) -> CheckResult:
-    unique = np.unique(held)
-    missing = np.setdiff1d(db_ids, unique)
-    extra = np.setdiff1d(unique, db_ids)
+    unique = unique_ids(held)
+    missing, extra = id_differences(db_ids, unique)
     duplicated = int(len(held) - len(unique))
     detail.update({"missing": int(len(missing)), "extra": int(len(extra)), "duplicated": duplicated})
     if len(extra) or duplicated:
