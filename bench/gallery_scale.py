@@ -171,18 +171,27 @@ def milvus_url(n: int) -> str:
     return f"{base.rstrip('/')}/bench_{size_name(n).lower()}?write_timeout=600"
 
 
-def wait_milvus_indexed(url: str) -> None:
-    """Wait until Milvus has indexed every row of the bench collection (it builds its index in the background)."""
+def milvus_collection(url: str, *, drop: bool = False) -> Any:
+    """Return a client of the bench collection's server and the collection's name; ``drop``: drop it first."""
     from pymilvus import MilvusClient
 
     from facetrace.index.milvus_index import parse_vector_url
 
     target = parse_vector_url(url)
     client = MilvusClient(uri=target.uri, token=target.token, timeout=30)
+    if drop and client.has_collection(target.collection):
+        client.drop_collection(target.collection)  # its row statistics then count this fill only
+    return client, target.collection
+
+
+def wait_milvus_indexed(url: str) -> None:
+    """Wait until Milvus has indexed every row of the bench collection (it builds its index in the background)."""
+    client, collection = milvus_collection(url)
     try:
         while True:
-            info = client.describe_index(target.collection, "vector")
-            if int(info.get("pending_index_rows", 0)) == 0 and info.get("state") == "Finished":
+            info = client.describe_index(collection, "vector")
+            # pending_index_rows of Milvus 2.3 also counts segments re-indexed after compaction: not waited for
+            if int(info.get("indexed_rows", 0)) >= int(info.get("total_rows", 1)) and info.get("state") == "Finished":
                 return
             log(f"Milvus indexing: {info.get('indexed_rows')}/{info.get('total_rows')} rows")
             time.sleep(10)
@@ -215,6 +224,8 @@ def prepare(n: int, backend: str, args: argparse.Namespace, model: Model) -> tup
         workers=1,
         calibration_path=None,
     )
+    if vector_url:
+        milvus_collection(vector_url, drop=True)[0].close()
     if filled_file.exists() and not args.refill:
         shutil.rmtree(home / "index", ignore_errors=True)  # a half-built index of an interrupted run
         gallery = Gallery(settings)

@@ -509,7 +509,8 @@ class IndexKeeper:
             if len(ids):
                 self._index.remove(ids)
             self._recent.difference_update(ids.tolist())
-            self._index.save()
+            if not self._index.writes_durable:  # an erased template must not stay in the index file
+                self._index.save()
 
     def save(self, *, disk_known_full: bool = False, soon: bool = False) -> None:
         """Save the loaded index, if any; on a full disk keep the old file and go on (see :meth:`_save_or_warn`).
@@ -517,13 +518,16 @@ class IndexKeeper:
         at INFO then. ``soon``: an index of more than DEFER_SAVE_ABOVE templates saved less than
         SAVE_INTERVAL_SECONDS ago is saved by a later call (or at close) instead: writing a file of hundreds of
         megabytes after each enrollment would cost more than the enrollment. The database is the truth; a
-        process that stops first adds the missing templates from it when the index is next opened.
+        process that stops first adds the missing templates from it when the index is next opened. With
+        ``soon``, an index whose every write is already durable (Milvus) is not saved at all.
 
         Raises:
             Exception: the save failed for another reason than a full disk.
         """
         with self._lock:
             index = self._index
+            if soon and index is not None and index.writes_durable:
+                return
             recently = time.monotonic() - self._saved_at < SAVE_INTERVAL_SECONDS
             if soon and recently and index is not None and len(index) > DEFER_SAVE_ABOVE:
                 return

@@ -40,6 +40,12 @@ class VectorIndex(Protocol):
         """Whether the content has a durable copy where it is kept (False for a FAISS file not written yet)."""
         ...
 
+    @property
+    def writes_durable(self) -> bool:
+        """Whether each add and remove is durable when it returns (a vector database's write-ahead log), so
+        that :meth:`save` is needed only at a handover (a rebuild, a migration, closing), not after each."""
+        ...
+
     def __len__(self) -> int: ...
 
     @property

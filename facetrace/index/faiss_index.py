@@ -316,6 +316,11 @@ class FaissIndex:
         self.vector_source = source
 
     @property
+    def writes_durable(self) -> bool:
+        """False: changes live in memory until :meth:`save` writes the file."""
+        return False
+
+    @property
     def persisted(self) -> bool:
         """Whether the index has its file (always True for an index kept in memory only)."""
         return self.path is None or self.path.exists()

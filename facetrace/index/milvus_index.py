@@ -40,6 +40,10 @@ log = logging.getLogger(__name__)
 DEFAULT_COLLECTION = "facetrace_faces"
 BATCH = 5000  # entities per insert/upsert call (well under the 64 MB gRPC message limit)
 MAX_TOPK = 16384  # Milvus's largest search limit
+# Searches read this client's own writes ("Session"): "Strong" waits for the server's next time tick, 200 ms
+# per search on a server. Another process's enrollment shows within about that long; erasures never need it,
+# as the gallery reads every candidate's person from the database. Counts and id lists stay "Strong".
+SEARCH_CONSISTENCY = "Session"
 READ_TIMEOUT_S = 10.0  # a search, count or read of a healthy server takes milliseconds
 WRITE_TIMEOUT_S = 120.0  # a flush of a large insert may take a minute
 _T = TypeVar("_T")
@@ -198,6 +202,9 @@ class MilvusIndex:
     plan = None  # Milvus maintains its own index: never rebuilt by facetrace in the background
     tombstone_share = 0.0
     persisted = True  # every change is in the vector database
+    # Milvus logs every insert and delete before answering: a flush (which seals segments, 3 s on a server,
+    # and many small sealed segments slow it down) is for handovers only.
+    writes_durable = True
 
     def __init__(self, target: MilvusTarget, *, model_id: str, dim: int = 128) -> None:
         """Connect, creating the collection and partition if needed.
@@ -383,7 +390,7 @@ class MilvusIndex:
                 output_fields=[],
                 search_params=params,
                 partition_names=[self.partition],
-                consistency_level="Strong",
+                consistency_level=SEARCH_CONSISTENCY,
                 timeout=self.target.timeout,
             ),
         )
