@@ -322,6 +322,7 @@ class MilvusIndex:
                 self.client.upsert(
                     self.target.collection, rows, partition_name=self.partition, timeout=self.target.write_timeout
                 )
+        self._count = None  # and after: a count taken meanwhile may predate the upsert
 
     def remove(self, ids: np.ndarray) -> int:
         """Delete the templates ``ids``; return how many were present.
@@ -347,6 +348,7 @@ class MilvusIndex:
                 self.client.delete(
                     self.target.collection, ids=chunk, partition_name=self.partition, timeout=self.target.write_timeout
                 )
+        self._count = None  # and after: a count taken meanwhile may predate the delete
         return present
 
     def set_vector_source(self, source: VectorSource) -> None:
