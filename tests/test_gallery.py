@@ -452,6 +452,31 @@ def test_readiness_says_loading_until_the_index_is_in_line_with_the_database(
         g.close()
 
 
+def test_readiness_counts_the_database_once_per_gallery_version(
+    enrolled_home_copy: Path, face_subset: FaceSubset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A count of millions of templates takes a while: readiness (probed every few seconds) counts the database
+    once per change of the gallery, outside the index lock, and again after an enrollment."""
+    g = Gallery(get_settings(workers=1))
+    try:
+        keeper = g.keeper
+        g.index()
+        counted: list[int] = []
+        count = keeper.face_count
+        monkeypatch.setattr(keeper, "face_count", lambda: counted.append(count()) or counted[-1])
+        for _ in range(3):
+            assert g.index_consistency() == (True, "loaded, in line with the database")
+        assert counted == [40]  # once at this version
+        name = face_subset.other_identities[0]
+        item = EnrollItem(name, name, face_subset.images(name)[:1], "LFW (test subset)", "test data")
+        assert g.enroll([item], workers=1).images_enrolled == 1
+        for _ in range(2):
+            assert g.index_consistency() == (True, "loaded, in line with the database")
+        assert counted == [40, 41]  # once more, at the new version
+    finally:
+        g.close()
+
+
 # -- manifests -----------------------------------------------------------------------------------
 
 

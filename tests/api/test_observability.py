@@ -202,31 +202,6 @@ def test_not_ready_when_the_index_disagrees_with_the_database(small_gallery: Api
     assert wait_ready(api)["checks"]["index"]["ok"]
 
 
-def test_readiness_counts_the_database_once_per_gallery_version(
-    small_gallery: Api, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A count of millions of templates takes a while: readiness (probed every few seconds) counts once per
-    change of the gallery, outside the index lock, and again after an enrollment."""
-    api = small_gallery
-    wait_ready(api)
-    keeper = api.service.gallery.keeper
-    counted: list[int] = []
-    count = keeper.face_count
-    monkeypatch.setattr(keeper, "face_count", lambda: counted.append(count()) or counted[-1])
-    for _ in range(3):
-        assert api.client.get(f"{P}/ready").status_code == 200
-    assert counted == []  # counted at this version already (by wait_ready)
-    name = "Kelly_Clarkson"
-    item = EnrollItem(name, "Kelly Clarkson", face_images(name)[:1], "LFW (test subset)", "test data")
-    assert api.service.gallery.enroll([item], workers=1).images_enrolled == 1
-    try:
-        for _ in range(2):
-            assert api.client.get(f"{P}/ready").status_code == 200
-        assert counted == [len(api.service.gallery.loaded_index() or [])]  # once, at the new version
-    finally:
-        api.service.gallery.delete_person(name)  # the module's gallery as it was (the metrics test counts it)
-
-
 def test_not_ready_when_the_disk_is_short(small_gallery: Api, monkeypatch: pytest.MonkeyPatch) -> None:
     api = small_gallery
     wait_ready(api)
