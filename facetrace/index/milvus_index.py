@@ -250,6 +250,16 @@ class MilvusIndex:
             self._count = None
             raise
 
+    @contextmanager
+    def _changing(self, what: str) -> Iterator[None]:
+        """Run a change (upsert, delete) with Milvus errors as VectorStoreError; the cached count is forgotten
+        afterwards, whether the change finished, failed half-way, or raced a count taken meanwhile."""
+        try:
+            with _errors(what, self.target.safe_url):
+                yield
+        finally:
+            self._count = None
+
     def _ensure_collection(self) -> None:
         from pymilvus import DataType
 
@@ -312,17 +322,15 @@ class MilvusIndex:
         """Insert or replace the templates ``ids`` (an upsert: adding the same id twice keeps one)."""
         vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim)
         ids = np.asarray(ids, dtype=np.int64)
-        self._count = None  # forgotten first: a failure half-way leaves an unknown count
-        for start in range(0, len(ids), BATCH):
-            rows = [
-                {"id": int(i), "vector": v, "model_id": self.model_id}
-                for i, v in zip(ids[start : start + BATCH].tolist(), vectors[start : start + BATCH], strict=True)
-            ]
-            with _errors("upsert", self.target.safe_url):
+        with self._changing("upsert"):
+            for start in range(0, len(ids), BATCH):
+                rows = [
+                    {"id": int(i), "vector": v, "model_id": self.model_id}
+                    for i, v in zip(ids[start : start + BATCH].tolist(), vectors[start : start + BATCH], strict=True)
+                ]
                 self.client.upsert(
                     self.target.collection, rows, partition_name=self.partition, timeout=self.target.write_timeout
                 )
-        self._count = None  # and after: a count taken meanwhile may predate the upsert
 
     def remove(self, ids: np.ndarray) -> int:
         """Delete the templates ``ids``; return how many were present.
@@ -332,10 +340,9 @@ class MilvusIndex:
         """
         ids = np.unique(np.asarray(ids, dtype=np.int64))
         present = 0
-        self._count = None  # forgotten first: a failure half-way leaves an unknown count
-        for start in range(0, len(ids), 1000):
-            chunk = ids[start : start + 1000].tolist()
-            with _errors("delete", self.target.safe_url):
+        with self._changing("delete"):
+            for start in range(0, len(ids), 1000):
+                chunk = ids[start : start + 1000].tolist()
                 found = self.client.query(
                     self.target.collection,
                     filter=f"{self._mine} and id in {chunk}",
@@ -348,7 +355,6 @@ class MilvusIndex:
                 self.client.delete(
                     self.target.collection, ids=chunk, partition_name=self.partition, timeout=self.target.write_timeout
                 )
-        self._count = None  # and after: a count taken meanwhile may predate the delete
         return present
 
     def set_vector_source(self, source: VectorSource) -> None:
@@ -356,16 +362,13 @@ class MilvusIndex:
 
     def clear(self) -> None:
         """Delete every template of this model (before a rebuild from the database)."""
-        self._call(
-            "delete",
-            lambda: self.client.delete(
+        with self._changing("delete"):
+            self.client.delete(
                 self.target.collection,
                 filter=self._mine,
                 partition_name=self.partition,
                 timeout=self.target.write_timeout,
-            ),
-        )
-        self._count = None
+            )
 
     def search(self, queries: np.ndarray, k: int, *, filter: str = "") -> tuple[np.ndarray, np.ndarray]:
         """Return (scores, ids), each (n_queries, k), best first; empty slots have id -1 and score -inf.
